@@ -1,0 +1,98 @@
+"""itsm: a service desk whose automation can be trusted."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask
+
+from itsm.config import ensure_secret_key, load_config, normalize_database_url
+
+__version__ = "0.1.0"
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build the app from the environment; ``overrides`` wins over it (tests)."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder="../templates",
+        static_folder="../static",
+    )
+    app.config.from_mapping(load_config(app.instance_path))
+    if overrides:
+        app.config.update(overrides)
+    app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    ensure_secret_key(app.config, app.instance_path)
+
+    register_logger(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    return app
+
+
+def register_logger(app: Flask) -> None:
+    level = getattr(logging, app.config["LOG_LEVEL"], logging.INFO)
+    # Our loggers speak at LOG_LEVEL; third-party libraries only when something is wrong.
+    for name in ("itsm", "jobs"):
+        logging.getLogger(name).setLevel(level)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def register_extensions(app: Flask) -> None:
+    from itsm import models  # noqa: F401  (every table known to SQLAlchemy and Alembic)
+    from itsm.db_setup import configure_engine
+    from itsm.extensions import csrf, db, login_manager, mail, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
+    mail.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        from itsm.users.models import User
+
+        if not user_id.isdigit():
+            return None
+        return db.session.get(User, int(user_id))
+
+    configure_engine(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from itsm.admin.routes import bp as admin_bp
+    from itsm.auth.routes import bp as auth_bp
+    from itsm.board.routes import bp as board_bp
+    from itsm.health import bp as health_bp
+    from itsm.tickets.routes import bp as tickets_bp
+
+    for bp in (auth_bp, health_bp, tickets_bp, board_bp, admin_bp):
+        app.register_blueprint(bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from itsm.errors import register
+
+    register(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from itsm.templating import register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from itsm.cli import register
+
+    register(app)

@@ -1,0 +1,141 @@
+"""Admin pages: users and board columns."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask_login import current_user, login_required
+
+from itsm.admin.forms import ColumnForm, EditUserForm, NewUserForm
+from itsm.board import service as columns
+from itsm.board.models import BoardColumn, ordered_columns
+from itsm.extensions import db
+from itsm.tickets.forms import ActionForm
+from itsm.users.models import User
+from itsm.users.service import UserError, create_user, update_user
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+@login_required
+def require_admin():
+    if not current_user.is_admin:
+        abort(403, "Only admins can open the admin pages.")
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users", methods=["GET", "POST"])
+def users():
+    form = NewUserForm()
+    if form.validate_on_submit():
+        try:
+            user = create_user(email=form.email.data, name=form.name.data, role=form.role.data,
+                               password=form.password.data)
+        except UserError as err:
+            db.session.rollback()
+            getattr(form, err.field, form.email).errors.append(str(err))
+        else:
+            db.session.commit()
+            flash(f"User {user.email} created.", "success")
+            return redirect(url_for("admin.users"))
+    people = db.session.scalars(db.select(User).order_by(User.active.desc(), User.name, User.email)).all()
+    edit_forms = {u.id: EditUserForm(prefix=f"u{u.id}", role=u.role, active=u.active) for u in people}
+    return render_template("admin/users.html", form=form, users=people, edit_forms=edit_forms), \
+        400 if form.errors else 200
+
+
+@bp.post("/users/<int:user_id>")
+def edit_user(user_id: int):
+    user = db.session.get(User, user_id) or abort(404, f"There is no user #{user_id}.")
+    form = EditUserForm(prefix=f"u{user.id}")
+    if not form.validate_on_submit():
+        abort(400, "Choose a valid role.")
+    try:
+        update_user(user, role=form.role.data, active=form.active.data, actor=current_user)
+    except UserError as err:
+        db.session.rollback()
+        flash(str(err), "error")
+    else:
+        db.session.commit()
+        flash(f"{user.email} saved.", "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/columns", methods=["GET", "POST"])
+def board_columns():
+    form = ColumnForm()
+    if form.validate_on_submit():
+        try:
+            column = columns.create_column(form.name.data, form.is_done_column.data)
+        except columns.ColumnError as err:
+            db.session.rollback()
+            form.name.errors.append(str(err))
+        else:
+            db.session.commit()
+            flash(f"Column {column.name} added.", "success")
+            return redirect(url_for("admin.board_columns"))
+    cols = ordered_columns()
+    edit_forms = {c.id: ColumnForm(prefix=f"c{c.id}", name=c.name, is_done_column=c.is_done_column) for c in cols}
+    return render_template("admin/columns.html", form=form, columns=cols, edit_forms=edit_forms,
+                           action_form=ActionForm()), 400 if form.errors else 200
+
+
+def _column_or_404(column_id: int) -> BoardColumn:
+    return db.session.get(BoardColumn, column_id) or abort(404, f"There is no column #{column_id}.")
+
+
+@bp.post("/columns/<int:column_id>")
+def edit_column(column_id: int):
+    column = _column_or_404(column_id)
+    form = ColumnForm(prefix=f"c{column.id}")
+    if not form.validate_on_submit():
+        flash("Column name: " + "; ".join(form.name.errors or ["invalid"]), "error")
+        return redirect(url_for("admin.board_columns"))
+    try:
+        columns.update_column(column, form.name.data, form.is_done_column.data)
+    except columns.ColumnError as err:
+        db.session.rollback()
+        flash(str(err), "error")
+    else:
+        db.session.commit()
+        flash(f"Column {column.name} saved.", "success")
+    return redirect(url_for("admin.board_columns"))
+
+
+@bp.post("/columns/<int:column_id>/left")
+def column_left(column_id: int):
+    return _shift(column_id, -1)
+
+
+@bp.post("/columns/<int:column_id>/right")
+def column_right(column_id: int):
+    return _shift(column_id, 1)
+
+
+def _shift(column_id: int, step: int):
+    column = _column_or_404(column_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    columns.shift_column(column, step)
+    db.session.commit()
+    return redirect(url_for("admin.board_columns"))
+
+
+@bp.post("/columns/<int:column_id>/delete")
+def delete_column(column_id: int):
+    column = _column_or_404(column_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        columns.delete_column(column)
+    except columns.ColumnError as err:
+        db.session.rollback()
+        flash(str(err), "error")
+    else:
+        db.session.commit()
+        flash(f"Column {column.name} deleted.", "success")
+    return redirect(url_for("admin.board_columns"))

@@ -1,0 +1,53 @@
+"""Session login and logout."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from itsm.auth.forms import LoginForm
+from itsm.users.service import find_by_email
+
+bp = Blueprint("auth", __name__)
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site paths: no scheme, no host, no protocol-relative or backslash tricks."""
+    if not target:
+        return None
+    target = target.strip()
+    if "\\" in target or any(ord(ch) < 32 for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return None
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next")) or url_for("board.board"))
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+    if form.validate_on_submit():
+        user = find_by_email(form.email.data)
+        if user is None or not user.check_password(form.password.data) or not user.active:
+            # One message for every case so the form does not reveal which accounts exist.
+            form.password.errors.append("Email or password is incorrect.")
+        else:
+            login_user(user, remember=form.remember.data)
+            return redirect(safe_next(form.next.data) or url_for("board.board"))
+    status = 400 if form.errors else 200
+    return render_template("auth/login.html", form=form), status
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    if current_user.is_authenticated:
+        logout_user()
+        flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

@@ -1,0 +1,14 @@
+"""Flask CLI command groups (``flask users``, ``flask demo`` ...)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    from itsm.demo import demo_cli
+    from itsm.placeholders import scheduler_command, worker_command
+    from itsm.users.cli import users_cli
+
+    for command in (users_cli, demo_cli, worker_command, scheduler_command):
+        app.cli.add_command(command)

@@ -1,0 +1,110 @@
+"""Settings, read from the environment in one place (see CONTRACT's table)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENVIRONMENTS = ("development", "production", "testing")
+
+
+class ConfigError(SystemExit):
+    """A setting is missing or wrong; exits with a one-line reason, no traceback."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"itsm: configuration error: {reason}")
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku-style ``postgres://`` and plain ``postgresql://`` URLs; use psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(env: dict, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def ensure_secret_key(config: dict, instance_path: str) -> None:
+    """Require SECRET_KEY in production; elsewhere generate one once and keep it."""
+    if config.get("SECRET_KEY"):
+        return
+    if config["ITSM_ENV"] == "production":
+        raise ConfigError("SECRET_KEY must be set when ITSM_ENV=production")
+    # Development and tests: generate once and keep it so sessions survive restarts.
+    path = Path(instance_path) / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race; use its key
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+    config["SECRET_KEY"] = path.read_text().strip()
+
+
+def load_config(instance_path: str, env: dict | None = None) -> dict:
+    """Build the Flask config mapping from environment variables."""
+    env = dict(os.environ if env is None else env)
+    instance = Path(instance_path)
+    itsm_env = env.get("ITSM_ENV", "development") or "development"
+    if itsm_env not in ENVIRONMENTS:
+        raise ConfigError(f"ITSM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {itsm_env!r}")
+
+    time_zone = env.get("TIME_ZONE", "UTC") or "UTC"
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"TIME_ZONE {time_zone!r} is not a known IANA time zone") from None
+
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'itsm.db'}"
+    production = itsm_env == "production"
+    return {
+        "ITSM_ENV": itsm_env,
+        "TESTING": itsm_env == "testing",
+        "SECRET_KEY": env.get("SECRET_KEY") or None,
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),
+        "TIME_ZONE": time_zone,
+        "TICKET_ARCHIVE_AFTER_HOURS": _int(env, "TICKET_ARCHIVE_AFTER_HOURS", 24),
+        "BACKUP_DIR": env.get("BACKUP_DIR") or str(instance / "backups"),
+        "MAIL_SERVER": env.get("MAIL_SERVER", "localhost"),
+        "MAIL_PORT": _int(env, "MAIL_PORT", 25),
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),
+        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL")),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME"),
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD"),
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER", "itsm@localhost"),
+        "JOBS_EAGER": _bool(env.get("JOBS_EAGER")),
+        "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        "TICKETS_PER_PAGE": 50,
+        "BOARD_CARDS_PER_COLUMN": 50,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": production,
+        "WTF_CSRF_TIME_LIMIT": None,  # tied to the session instead of a clock
+    }
+
+

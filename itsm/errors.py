@@ -1,0 +1,51 @@
+"""Error pages in the site's layout; never a stack trace."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from itsm.extensions import db
+
+TITLES = {
+    400: "Bad request",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    500: "Something went wrong",
+}
+
+
+def _render(code: int, message: str):
+    title = TITLES.get(code, "Error")
+    if request.path.startswith(("/healthz", "/readyz")) or request.accept_mimetypes.best == "application/json":
+        return {"error": title, "message": message}, code
+    return render_template("errors/error.html", code=code, title=title, message=message), code
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(err: CSRFError):
+        return _render(400, "The form was missing its security token or it expired. Go back, reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(err: HTTPException):
+        if err.code in (301, 302, 303, 307, 308):
+            return err
+        description = err.description if err.code in (400, 404, 403) and err.description else ""
+        return _render(err.code or 500, description or _default_message(err.code))
+
+    @app.errorhandler(Exception)
+    def unhandled(err: Exception):
+        app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        return _render(500, InternalServerError.description)
+
+
+def _default_message(code: int | None) -> str:
+    return {
+        403: "You do not have access to this page.",
+        404: "There is nothing at this address.",
+        405: "This address does not accept that kind of request.",
+    }.get(code or 500, "The request could not be handled.")

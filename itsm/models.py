@@ -1,0 +1,7 @@
+"""Every model, imported in one place so Alembic sees the whole schema."""
+
+from itsm.board.models import BoardColumn
+from itsm.tickets.models import Comment, Ticket, TicketEvent
+from itsm.users.models import User
+
+__all__ = ["BoardColumn", "Comment", "Ticket", "TicketEvent", "User"]

@@ -1,0 +1,32 @@
+"""Stand-ins for ``flask worker`` and ``flask scheduler`` until the job runtime lands.
+
+They keep running (so honcho keeps the web process up) and say plainly that
+there is nothing to run yet.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+
+
+def _wait_for_signal(what: str) -> None:
+    click.echo(f"itsm {what}: not available yet in this version; waiting for SIGTERM.", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+@click.command("worker")
+def worker_command() -> None:
+    """Background job worker (placeholder)."""
+    _wait_for_signal("worker")
+
+
+@click.command("scheduler")
+def scheduler_command() -> None:
+    """Periodic job scheduler (placeholder)."""
+    _wait_for_signal("scheduler")

@@ -1,0 +1,41 @@
+"""Jinja filters and globals used by every page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, request
+
+from itsm.tickets.models import PRIORITIES
+
+
+def local_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """Show an aware datetime in the configured TIME_ZONE."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(current_app.config["TIME_ZONE"])).strftime(fmt)
+
+
+def url_with(**params) -> str:
+    """The current URL with some query parameters replaced (None removes one)."""
+    args = request.args.to_dict()
+    for key, value in params.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = value
+    query = urlencode(args)
+    return request.path + ("?" + query if query else "")
+
+
+def register(app: Flask) -> None:
+    app.jinja_env.filters["local_dt"] = local_dt
+    app.jinja_env.globals.update(url_with=url_with, PRIORITIES=PRIORITIES)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    @app.context_processor
+    def inject_settings():
+        return {"time_zone": app.config["TIME_ZONE"]}

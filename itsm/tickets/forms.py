@@ -1,0 +1,89 @@
+"""Ticket forms. Choices are filled per request so a tampered id is "Not a valid choice"."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, Form, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Email, Length, Optional
+
+from itsm.board.models import ordered_columns
+from itsm.tickets.models import PRIORITIES
+from itsm.users.service import active_users
+
+PRIORITY_CHOICES = [(value, name.capitalize()) for value, name in PRIORITIES.items()]
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def user_choices(empty_label: str, include_ids: tuple[int | None, ...] = ()) -> list[tuple[int, str]]:
+    users = active_users()
+    choices = [(0, empty_label)] + [(u.id, u.display_name) for u in users]
+    return choices
+
+
+class TicketForm(FlaskForm):
+    title = StringField("Title", filters=[_strip], validators=[DataRequired(), Length(max=200)])
+    description = TextAreaField("Description", validators=[Length(max=20000)])
+    priority = SelectField("Priority", coerce=int, choices=PRIORITY_CHOICES, default=2)
+    column_id = SelectField("Column", coerce=int)
+    assignee_id = SelectField("Assignee", coerce=int, default=0)
+    requester_email = EmailField(
+        "Requester email",
+        filters=[_strip],
+        validators=[Optional(), Length(max=254), Email(message="Enter a valid email address.")],
+    )
+    category = StringField("Category", filters=[_strip], validators=[Length(max=80)])
+
+    def fill_choices(self, current_assignee_id: int | None = None) -> None:
+        self.column_id.choices = [(c.id, c.name) for c in ordered_columns()]
+        choices = user_choices("Unassigned")
+        if current_assignee_id and current_assignee_id not in {c[0] for c in choices}:
+            # A deactivated assignee stays selectable on tickets that already have them.
+            from itsm.extensions import db
+            from itsm.users.models import User
+
+            user = db.session.get(User, current_assignee_id)
+            if user:
+                choices.append((user.id, f"{user.display_name} (inactive)"))
+        self.assignee_id.choices = choices
+
+
+class CommentForm(FlaskForm):
+    body = TextAreaField("Comment", filters=[_strip], validators=[DataRequired(), Length(max=20000)])
+    is_public = BooleanField("Visible to the requester", default=True)
+
+
+class MoveForm(FlaskForm):
+    column_id = SelectField("Move to", coerce=int)
+
+
+class ActionForm(FlaskForm):
+    """A button-only form: carries the CSRF token."""
+
+
+SORTS = {
+    "newest": "Newest first",
+    "oldest": "Oldest first",
+    "updated": "Recently updated",
+    "priority": "Most urgent first",
+}
+
+
+class FilterForm(Form):
+    """The list's query-string filters; every value is checked."""
+
+    q = StringField("Search", filters=[_strip], validators=[Optional(), Length(max=200)])
+    column = SelectField("Column", validators=[Optional()])
+    assignee = SelectField("Assignee", validators=[Optional()])
+    priority = SelectField("Priority", validators=[Optional()])
+    archived = SelectField("Show", choices=[("0", "Open tickets"), ("1", "Archived tickets")], validators=[Optional()])
+    sort = SelectField("Sort", choices=list(SORTS.items()), validators=[Optional()])
+
+    def fill_choices(self) -> None:
+        self.column.choices = [("", "All columns")] + [(str(c.id), c.name) for c in ordered_columns()]
+        self.assignee.choices = [("", "Anyone"), ("me", "Me"), ("none", "Unassigned")] + [
+            (str(u.id), u.display_name) for u in active_users()
+        ]
+        self.priority.choices = [("", "Any priority")] + [(name, name.capitalize()) for name in PRIORITIES.values()]

@@ -1,0 +1,156 @@
+"""The desk: ticket list, detail, create, edit, comment, move, archive."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+
+from itsm.auth.routes import safe_next
+from itsm.board.models import BoardColumn, first_column, ordered_columns
+from itsm.extensions import db
+from itsm.tickets import service
+from itsm.tickets.forms import ActionForm, CommentForm, FilterForm, MoveForm, TicketForm
+from itsm.tickets.models import Comment, Ticket, TicketEvent
+from itsm.tickets.queries import filter_conditions, ticket_page
+
+bp = Blueprint("tickets", __name__, url_prefix="/tickets")
+
+
+@bp.before_request
+@login_required
+def require_login():
+    """Every desk page needs a signed-in agent or admin."""
+
+
+def get_ticket_or_404(ticket_id: int) -> Ticket:
+    ticket = db.session.get(Ticket, ticket_id)
+    if ticket is None:
+        abort(404, f"There is no ticket #{ticket_id}.")
+    return ticket
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+        abort(400, "The page number must be a whole number of 1 or more.")
+    return int(raw)
+
+
+@bp.get("")
+def index():
+    form = FilterForm(request.args)
+    form.fill_choices()
+    page_number = _page_number()
+    if not form.validate():
+        return render_template("tickets/list.html", form=form, page=None, action_form=ActionForm()), 400
+    data = form.data
+    conditions = filter_conditions(
+        q=data["q"] or "", column=data["column"] or "", assignee=data["assignee"] or "",
+        priority=data["priority"] or "", archived=data["archived"] == "1", me_id=current_user.id,
+    )
+    page = ticket_page(conditions, data["sort"] or "newest", page_number, current_app.config["TICKETS_PER_PAGE"])
+    if page_number > page.pages:
+        abort(404, f"There is no page {page_number}; the last page is {page.pages}.")
+    return render_template("tickets/list.html", form=form, page=page, action_form=ActionForm())
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    form = TicketForm()
+    form.fill_choices()
+    if request.method == "GET":
+        first = first_column()
+        form.column_id.data = first.id if first else None
+    if form.validate_on_submit():
+        column = db.session.get(BoardColumn, form.column_id.data)
+        ticket = service.create_ticket(
+            actor=current_user, column=column, title=form.title.data, description=form.description.data,
+            priority=form.priority.data, assignee_id=form.assignee_id.data or None,
+            requester_email=form.requester_email.data, category=form.category.data,
+        )
+        db.session.commit()
+        flash(f"Ticket #{ticket.id} created.", "success")
+        return redirect(url_for("tickets.detail", ticket_id=ticket.id))
+    return render_template("tickets/form.html", form=form, ticket=None), 400 if form.errors else 200
+
+
+@bp.get("/<int:ticket_id>")
+def detail(ticket_id: int):
+    return _render_detail(get_ticket_or_404(ticket_id), CommentForm())
+
+
+def _render_detail(ticket: Ticket, comment_form: CommentForm, status: int = 200):
+    move_form = MoveForm(column_id=ticket.column_id)
+    move_form.column_id.choices = [(c.id, c.name) for c in ordered_columns()]
+    comments = db.session.scalars(
+        db.select(Comment).where(Comment.ticket_id == ticket.id).order_by(Comment.created_at, Comment.id)).all()
+    events = db.session.scalars(
+        db.select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
+        .order_by(TicketEvent.created_at.desc(), TicketEvent.id.desc())).all()
+    return render_template("tickets/detail.html", ticket=ticket, comments=comments, events=events,
+                           comment_form=comment_form, move_form=move_form, action_form=ActionForm()), status
+
+
+@bp.route("/<int:ticket_id>/edit", methods=["GET", "POST"])
+def edit(ticket_id: int):
+    ticket = get_ticket_or_404(ticket_id)
+    form = TicketForm(obj=ticket)
+    form.fill_choices(current_assignee_id=ticket.assignee_id)
+    if request.method == "GET":
+        form.assignee_id.data = ticket.assignee_id or 0
+    if form.validate_on_submit():
+        changes = service.update_ticket(
+            ticket, current_user, title=form.title.data, description=form.description.data,
+            priority=form.priority.data, column_id=form.column_id.data, assignee_id=form.assignee_id.data or None,
+            requester_email=form.requester_email.data or None, category=form.category.data,
+        )
+        db.session.commit()
+        flash("Ticket updated." if changes else "Nothing changed.", "success" if changes else "info")
+        return redirect(url_for("tickets.detail", ticket_id=ticket.id))
+    return render_template("tickets/form.html", form=form, ticket=ticket), 400 if form.errors else 200
+
+
+@bp.post("/<int:ticket_id>/comments")
+def comment(ticket_id: int):
+    ticket = get_ticket_or_404(ticket_id)
+    form = CommentForm()
+    if form.validate_on_submit():
+        service.add_comment(ticket, current_user, form.body.data, is_public=form.is_public.data)
+        db.session.commit()
+        flash("Comment added.", "success")
+        return redirect(url_for("tickets.detail", ticket_id=ticket.id) + "#comments")
+    return _render_detail(ticket, form, status=400)
+
+
+@bp.post("/<int:ticket_id>/move")
+def move(ticket_id: int):
+    ticket = get_ticket_or_404(ticket_id)
+    form = MoveForm()
+    form.column_id.choices = [(c.id, c.name) for c in ordered_columns()]
+    if not form.validate_on_submit():
+        abort(400, "Choose one of the board's columns to move the ticket to.")
+    column = db.session.get(BoardColumn, form.column_id.data)
+    if service.move_ticket(ticket, column, current_user):
+        db.session.commit()
+        flash(f"Ticket #{ticket.id} moved to {column.name}.", "success")
+    return redirect(safe_next(request.form.get("next")) or url_for("tickets.detail", ticket_id=ticket.id))
+
+
+@bp.post("/<int:ticket_id>/archive")
+def archive(ticket_id: int):
+    return _set_archived(ticket_id, True)
+
+
+@bp.post("/<int:ticket_id>/unarchive")
+def unarchive(ticket_id: int):
+    return _set_archived(ticket_id, False)
+
+
+def _set_archived(ticket_id: int, archived: bool):
+    ticket = get_ticket_or_404(ticket_id)
+    if not ActionForm().validate_on_submit():
+        abort(400, "The form was missing its security token. Reload the page and try again.")
+    if service.set_archived(ticket, current_user, archived):
+        db.session.commit()
+        flash(f"Ticket #{ticket.id} {'archived' if archived else 'restored from the archive'}.", "success")
+    return redirect(safe_next(request.form.get("next")) or url_for("tickets.detail", ticket_id=ticket.id))
