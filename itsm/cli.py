@@ -7,8 +7,8 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     from itsm.demo import demo_cli
-    from itsm.placeholders import scheduler_command, worker_command
+    from itsm.placeholders import scheduler_command, schedules_group, worker_command
     from itsm.users.cli import users_cli
 
-    for command in (users_cli, demo_cli, worker_command, scheduler_command):
+    for command in (users_cli, demo_cli, worker_command, scheduler_command, schedules_group):
         app.cli.add_command(command)

@@ -27,7 +27,8 @@ def _render(code: int, message: str):
 def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(err: CSRFError):
-        return _render(400, "The form was missing its security token or it expired. Go back, reload the page and try again.")
+        return _render(400, "The form was missing its security token or it expired. "
+                            "Go back, reload the page and try again.")
 
     @app.errorhandler(HTTPException)
     def http_error(err: HTTPException):

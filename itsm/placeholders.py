@@ -30,3 +30,14 @@ def worker_command() -> None:
 def scheduler_command() -> None:
     """Periodic job scheduler (placeholder)."""
     _wait_for_signal("scheduler")
+
+
+@click.group("schedules")
+def schedules_group() -> None:
+    """Periodic jobs (placeholder until the scheduler lands)."""
+
+
+@schedules_group.command("sync")
+def schedules_sync() -> None:
+    """Reconcile periodic jobs; none are defined yet."""
+    click.echo("No periodic jobs are defined yet; nothing to sync.")

@@ -2,19 +2,16 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length
 
+from itsm.formutil import options, strip
 from itsm.users.models import MIN_PASSWORD_LENGTH, ROLES
 
-ROLE_CHOICES = [(role, role.capitalize()) for role in ROLES]
-
-
-def _strip(value):
-    return value.strip() if isinstance(value, str) else value
+ROLE_CHOICES = options((role, role.capitalize()) for role in ROLES)
 
 
 class NewUserForm(FlaskForm):
-    email = EmailField("Email", filters=[_strip], validators=[DataRequired(), Length(max=254),
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Length(max=254),
                                                              Email(message="Enter a valid email address.")])
-    name = StringField("Name", filters=[_strip], validators=[Length(max=120)])
+    name = StringField("Name", filters=[strip], validators=[Length(max=120)])
     role = SelectField("Role", choices=ROLE_CHOICES, default="agent")
     password = PasswordField("Initial password", validators=[
         DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=256,
@@ -27,5 +24,5 @@ class EditUserForm(FlaskForm):
 
 
 class ColumnForm(FlaskForm):
-    name = StringField("Name", filters=[_strip], validators=[DataRequired(), Length(max=60)])
+    name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=60)])
     is_done_column = BooleanField("Done column (tickets here count as finished)")

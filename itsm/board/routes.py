@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 
 from itsm.board.models import ordered_columns
 from itsm.extensions import db
+from itsm.formutil import options
 from itsm.tickets.forms import MoveForm
 from itsm.tickets.models import Ticket
 
@@ -46,6 +47,6 @@ def board():
         ).all()
         lanes.append((column, cards, counts.get(column.id, 0)))
     move_form = MoveForm()
-    move_form.column_id.choices = [(c.id, c.name) for c in columns]
+    move_form.column_id.choices = options((c.id, c.name) for c in columns)
     return render_template("board/board.html", lanes=lanes, columns=columns, move_form=move_form,
                            mine=mine, limit=limit)

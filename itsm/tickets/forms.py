@@ -4,54 +4,50 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, Form, SelectField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from itsm.board.models import ordered_columns
+from itsm.formutil import options, strip
 from itsm.tickets.models import PRIORITIES
 from itsm.users.service import active_users
 
-PRIORITY_CHOICES = [(value, name.capitalize()) for value, name in PRIORITIES.items()]
+PRIORITY_CHOICES = options((value, name.capitalize()) for value, name in PRIORITIES.items())
 
 
-def _strip(value):
-    return value.strip() if isinstance(value, str) else value
-
-
-def user_choices(empty_label: str, include_ids: tuple[int | None, ...] = ()) -> list[tuple[int, str]]:
-    users = active_users()
-    choices = [(0, empty_label)] + [(u.id, u.display_name) for u in users]
-    return choices
+def user_choices(empty_label: str) -> list[tuple[int, str]]:
+    return options([(0, empty_label)] + [(u.id, u.display_name) for u in active_users()])
 
 
 class TicketForm(FlaskForm):
-    title = StringField("Title", filters=[_strip], validators=[DataRequired(), Length(max=200)])
+    title = StringField("Title", filters=[strip], validators=[DataRequired(), Length(max=200)])
     description = TextAreaField("Description", validators=[Length(max=20000)])
     priority = SelectField("Priority", coerce=int, choices=PRIORITY_CHOICES, default=2)
     column_id = SelectField("Column", coerce=int)
     assignee_id = SelectField("Assignee", coerce=int, default=0)
     requester_email = EmailField(
         "Requester email",
-        filters=[_strip],
+        filters=[strip],
         validators=[Optional(), Length(max=254), Email(message="Enter a valid email address.")],
     )
-    category = StringField("Category", filters=[_strip], validators=[Length(max=80)])
+    category = StringField("Category", filters=[strip], validators=[Length(max=80)])
 
     def fill_choices(self, current_assignee_id: int | None = None) -> None:
-        self.column_id.choices = [(c.id, c.name) for c in ordered_columns()]
+        self.column_id.choices = options((c.id, c.name) for c in ordered_columns())
         choices = user_choices("Unassigned")
-        if current_assignee_id and current_assignee_id not in {c[0] for c in choices}:
+        if current_assignee_id and current_assignee_id not in {c.value for c in choices}:
             # A deactivated assignee stays selectable on tickets that already have them.
             from itsm.extensions import db
             from itsm.users.models import User
 
             user = db.session.get(User, current_assignee_id)
             if user:
-                choices.append((user.id, f"{user.display_name} (inactive)"))
+                choices.append(SelectChoice(user.id, f"{user.display_name} (inactive)"))
         self.assignee_id.choices = choices
 
 
 class CommentForm(FlaskForm):
-    body = TextAreaField("Comment", filters=[_strip], validators=[DataRequired(), Length(max=20000)])
+    body = TextAreaField("Comment", filters=[strip], validators=[DataRequired(), Length(max=20000)])
     is_public = BooleanField("Visible to the requester", default=True)
 
 
@@ -74,16 +70,17 @@ SORTS = {
 class FilterForm(Form):
     """The list's query-string filters; every value is checked."""
 
-    q = StringField("Search", filters=[_strip], validators=[Optional(), Length(max=200)])
+    q = StringField("Search", filters=[strip], validators=[Optional(), Length(max=200)])
     column = SelectField("Column", validators=[Optional()])
     assignee = SelectField("Assignee", validators=[Optional()])
     priority = SelectField("Priority", validators=[Optional()])
-    archived = SelectField("Show", choices=[("0", "Open tickets"), ("1", "Archived tickets")], validators=[Optional()])
-    sort = SelectField("Sort", choices=list(SORTS.items()), validators=[Optional()])
+    archived = SelectField("Show", choices=options([("0", "Open tickets"), ("1", "Archived tickets")]),
+                           validators=[Optional()])
+    sort = SelectField("Sort", choices=options(SORTS.items()), validators=[Optional()])
 
     def fill_choices(self) -> None:
-        self.column.choices = [("", "All columns")] + [(str(c.id), c.name) for c in ordered_columns()]
-        self.assignee.choices = [("", "Anyone"), ("me", "Me"), ("none", "Unassigned")] + [
+        self.column.choices = options([("", "All columns")] + [(str(c.id), c.name) for c in ordered_columns()])
+        self.assignee.choices = options([("", "Anyone"), ("me", "Me"), ("none", "Unassigned")] + [
             (str(u.id), u.display_name) for u in active_users()
-        ]
-        self.priority.choices = [("", "Any priority")] + [(name, name.capitalize()) for name in PRIORITIES.values()]
+        ])
+        self.priority.choices = options([("", "Any priority")] + [(n, n.capitalize()) for n in PRIORITIES.values()])

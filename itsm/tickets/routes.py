@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from itsm.auth.routes import safe_next
 from itsm.board.models import BoardColumn, first_column, ordered_columns
 from itsm.extensions import db
+from itsm.formutil import options
 from itsm.tickets import service
 from itsm.tickets.forms import ActionForm, CommentForm, FilterForm, MoveForm, TicketForm
 from itsm.tickets.models import Comment, Ticket, TicketEvent
@@ -81,7 +82,7 @@ def detail(ticket_id: int):
 
 def _render_detail(ticket: Ticket, comment_form: CommentForm, status: int = 200):
     move_form = MoveForm(column_id=ticket.column_id)
-    move_form.column_id.choices = [(c.id, c.name) for c in ordered_columns()]
+    move_form.column_id.choices = options((c.id, c.name) for c in ordered_columns())
     comments = db.session.scalars(
         db.select(Comment).where(Comment.ticket_id == ticket.id).order_by(Comment.created_at, Comment.id)).all()
     events = db.session.scalars(
@@ -126,7 +127,7 @@ def comment(ticket_id: int):
 def move(ticket_id: int):
     ticket = get_ticket_or_404(ticket_id)
     form = MoveForm()
-    form.column_id.choices = [(c.id, c.name) for c in ordered_columns()]
+    form.column_id.choices = options((c.id, c.name) for c in ordered_columns())
     if not form.validate_on_submit():
         abort(400, "Choose one of the board's columns to move the ticket to.")
     column = db.session.get(BoardColumn, form.column_id.data)

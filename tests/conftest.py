@@ -1,0 +1,165 @@
+"""Fixtures in the Flask tutorial's style: app, client, runner, auth.
+
+Database tests run once on SQLite and once on a PostgreSQL database that this
+session creates and drops. With REQUIRE_SERVICES=1 an unreachable PostgreSQL
+fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from types import SimpleNamespace
+
+import pytest
+import sqlalchemy as sa
+
+from itsm import create_app
+from itsm.extensions import db
+from tests import factories
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def service_missing(reason: str):
+    """Skip, or fail when the run promised real services."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service unavailable: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def base_config(database_url: str, **extra) -> dict:
+    config = {
+        "ITSM_ENV": "testing",
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "TIME_ZONE": "UTC",
+    }
+    config.update(extra)
+    return config
+
+
+def migrate_database(url: str) -> None:
+    from flask_migrate import upgrade
+
+    app = create_app(base_config(url))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_url():
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"itsm_test_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as err:
+        admin.dispose()
+        service_missing(f"PostgreSQL at {PG_ADMIN_URL}: {err.orig}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        migrate_database(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'itsm.db'}"
+    migrate_database(url)
+    return url
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def database_url(request):
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+def empty_all_tables() -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    if db.engine.dialect.name == "postgresql":
+        db.session.execute(sa.text("TRUNCATE " + ", ".join(tables) + " RESTART IDENTITY CASCADE"))
+    else:
+        for table in tables:
+            db.session.execute(sa.text(f"DELETE FROM {table}"))
+    db.session.commit()
+
+
+@pytest.fixture
+def app_config():
+    """Extra settings for one test: override this fixture or mutate the dict."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, app_config):
+    app = create_app(base_config(database_url, **app_config))
+    with app.app_context():
+        empty_all_tables()
+        columns = factories.make_board()
+        admin = factories.make_user("admin@example.com", role="admin", name="Ada Admin")
+        agent = factories.make_user("agent@example.com", role="agent", name="Alan Agent")
+        app.extensions["test_ids"] = SimpleNamespace(
+            columns={c.name: c.id for c in columns}, admin=admin.id, agent=agent.id)
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def ids(app):
+    """Ids of the rows every test starts with: columns by name, admin, agent."""
+    return app.extensions["test_ids"]
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class AuthActions:
+    def __init__(self, client):
+        self._client = client
+        self.token = None
+
+    def csrf(self) -> str:
+        """The session's CSRF token, read from a form like a browser would."""
+        if self.token is None:
+            page = self._client.get("/login", follow_redirects=True).get_data(as_text=True)
+            self.token = CSRF_RE.search(page).group(1)
+        return self.token
+
+    def login(self, email: str = "admin@example.com", password: str = factories.PASSWORD):
+        response = self._client.post("/login", data={"email": email, "password": password, "csrf_token": self.csrf()})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return response
+
+    def login_agent(self):
+        return self.login("agent@example.com")
+
+    def post(self, url: str, data: dict | None = None, **kwargs):
+        """POST a form with the CSRF token, like the page would."""
+        return self._client.post(url, data={"csrf_token": self.csrf(), **(data or {})}, **kwargs)
+
+    def logout(self):
+        return self.post("/logout")
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)
