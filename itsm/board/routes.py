@@ -35,8 +35,13 @@ def board():
     base = [Ticket.is_archived.is_(False)]
     if mine:
         base.append(Ticket.assignee_id == current_user.id)
-    counts = dict(db.session.execute(
-        db.select(Ticket.column_id, func.count(Ticket.id)).where(*base).group_by(Ticket.column_id)).all())
+    if mine:  # served by ix_tickets_assignee_archived_created
+        counts = dict(db.session.execute(
+            db.select(Ticket.column_id, func.count(Ticket.id)).where(*base).group_by(Ticket.column_id)).all())
+    else:  # one index-only count per column beats a GROUP BY over every open ticket
+        counts = {column.id: db.session.scalar(
+            db.select(func.count()).select_from(Ticket).where(Ticket.column_id == column.id, *base))
+            for column in columns}
     # One small indexed query per column (columns are few) instead of sorting every open ticket.
     lanes = []
     for column in columns:
