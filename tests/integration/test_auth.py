@@ -88,3 +88,16 @@ def test_error_pages_use_the_layout(client, auth):
 def test_healthz(client):
     response = client.get("/healthz")
     assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_unexpected_errors_show_the_500_page_without_a_trace(app, client, auth):
+    @app.get("/tickets/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    auth.login()
+    response = client.get("/tickets/boom")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "Something went wrong" in page and 'class="topbar"' in page
+    assert "secret internals" not in page and "Traceback" not in page
