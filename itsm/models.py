@@ -1,7 +1,8 @@
 """Every model, imported in one place so Alembic sees the whole schema."""
 
+from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
 from itsm.tickets.models import Comment, Ticket, TicketEvent
 from itsm.users.models import User
 
-__all__ = ["BoardColumn", "Comment", "Ticket", "TicketEvent", "User"]
+__all__ = ["BoardColumn", "JobRun", "Comment", "Ticket", "TicketEvent", "User"]

@@ -1,4 +1,4 @@
-"""Stand-ins for ``flask worker`` and ``flask scheduler`` until the job runtime lands.
+"""Stand-in for ``flask scheduler`` until the periodic scheduler lands.
 
 They keep running (so honcho keeps the web process up) and say plainly that
 there is nothing to run yet.
@@ -12,7 +12,7 @@ import threading
 import click
 
 
-def _wait_for_signal(what: str) -> None:
+def wait_for_signal(what: str) -> None:
     click.echo(f"itsm {what}: not available yet in this version; waiting for SIGTERM.", err=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -20,16 +20,10 @@ def _wait_for_signal(what: str) -> None:
     stop.wait()
 
 
-@click.command("worker")
-def worker_command() -> None:
-    """Background job worker (placeholder)."""
-    _wait_for_signal("worker")
-
-
 @click.command("scheduler")
 def scheduler_command() -> None:
     """Periodic job scheduler (placeholder)."""
-    _wait_for_signal("scheduler")
+    wait_for_signal("scheduler")
 
 
 @click.group("schedules")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -20,6 +21,9 @@ from itsm.extensions import db
 from tests import factories
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+ROOT = Path(__file__).resolve().parents[1]
+# Redis DB 15 belongs to the tests: they flush it, and nothing else.
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
@@ -38,6 +42,8 @@ def base_config(database_url: str, **extra) -> dict:
         "SECRET_KEY": "test-secret",
         "SQLALCHEMY_DATABASE_URI": database_url,
         "TIME_ZONE": "UTC",
+        "REDIS_URL": TEST_REDIS_URL,
+        "JOBS_IMPORTS": ("tests.jobtasks",),
     }
     config.update(extra)
     return config
@@ -163,3 +169,42 @@ class AuthActions:
 @pytest.fixture
 def auth(client):
     return AuthActions(client)
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except RedisError as err:
+        service_missing(f"Redis at {TEST_REDIS_URL}: {err}")
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def redis(redis_url):
+    """The tests' own Redis database, empty at the start of each test."""
+    from redis import Redis
+
+    import tests.jobtasks  # noqa: F401  (registers the test tasks in this process)
+
+    client = Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def procs(app, database_url, redis, tmp_path):
+    """Real ``flask`` subprocesses (workers, scheduler) on this test's database and Redis."""
+    from tests.processes import Processes
+
+    processes = Processes(database_url, TEST_REDIS_URL, tmp_path)
+    yield processes
+    processes.stop_all()
+    print(processes.logs())  # pytest shows it when the test failed

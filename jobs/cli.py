@@ -1,0 +1,170 @@
+"""``flask worker`` and ``flask jobs ...``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+
+import click
+from flask import current_app
+from flask.cli import AppGroup, with_appcontext
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+from itsm.dbtypes import utcnow
+from jobs import logctx, registry
+from jobs.connection import ping, queue_names, redis_client, unavailable
+from jobs.exceptions import JobsError
+from jobs.runtime import ATTEMPT_FIELD, RETRY_BASE_FIELD
+
+SCHEDULER_HEARTBEAT_KEY = "itsm:scheduler:heartbeat"
+LIVE_SECONDS = 60
+
+
+def _queues_option(value: str) -> list[str]:
+    names = [q.strip() for q in value.split(",") if q.strip()]
+    unknown = [q for q in names if q not in queue_names()]
+    if not names or unknown:
+        raise click.BadParameter(f"unknown queue(s) {', '.join(unknown) or value!r}; "
+                                 f"choose from {', '.join(queue_names())}")
+    return names
+
+
+def _require_redis() -> None:
+    try:
+        ping()
+    except JobsError as err:
+        raise click.ClickException(str(err)) from None
+
+
+@click.command("worker")
+@click.option("--queues", "-q", default="high,default,low", show_default=True,
+              help="Queues in priority order, comma-separated.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
+              help="Worker processes.")
+@click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
+@click.option("--max-jobs", type=click.IntRange(1), help="Restart a worker process after this many jobs.")
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default=None, help="Log level (default: LOG_LEVEL).")
+@click.option("--purge", is_flag=True, help="Empty the named queues first (asks for confirmation).")
+@click.option("--with-scheduler", is_flag=True, help="Also run the periodic-job scheduler (one-machine deploys).")
+@with_appcontext
+def worker_command(queues, concurrency, burst, max_jobs, loglevel, purge, with_scheduler) -> None:
+    """Run RQ workers for the app's background jobs."""
+    from jobs.worker import Supervisor
+
+    app = current_app._get_current_object()
+    names = _queues_option(queues)
+    level = (loglevel or app.config["LOG_LEVEL"]).upper()
+    logctx.install(getattr(logging, level, logging.INFO))
+    _require_redis()
+    registry.load(app.config["JOBS_IMPORTS"])
+    if purge:
+        counts = {name: Queue(name, connection=redis_client()).count for name in names}
+        click.confirm(f"Delete every waiting job in {', '.join(f'{n} ({c})' for n, c in counts.items())}?",
+                      abort=True, err=True)
+        for name in names:
+            Queue(name, connection=redis_client()).empty()
+        click.echo(f"Purged {sum(counts.values())} job(s).", err=True)
+    extra = {}
+    if with_scheduler:
+        from jobs.scheduler_entry import run_scheduler
+
+        extra["scheduler"] = run_scheduler
+    redis_client().close()  # the children open their own connections
+    raise SystemExit(Supervisor(app, names, concurrency, burst, max_jobs, level, extra).run())
+
+
+jobs_cli = AppGroup("jobs", help="Background jobs: workers, queues, failures.")
+
+
+def _age(timestamp: datetime | None) -> float | None:
+    return None if timestamp is None else (utcnow() - timestamp).total_seconds()
+
+
+@jobs_cli.command("ping")
+def jobs_ping() -> None:
+    """Live workers and scheduler with heartbeat age; exit 1 when none."""
+    _require_redis()
+    conn = redis_client()
+    live_workers = 0
+    for w in Worker.all(connection=conn):
+        age = _age(w.last_heartbeat)
+        state = w.get_state()
+        alive = age is not None and age < LIVE_SECONDS
+        live_workers += alive
+        click.echo(f"worker    {w.name:40} {state!s:10} heartbeat {age:6.1f}s ago"
+                   f"{'' if alive else '  (stale)'}  queues {','.join(w.queue_names())}")
+    raw = conn.get(SCHEDULER_HEARTBEAT_KEY)
+    scheduler_age = None
+    if raw:
+        scheduler_age = utcnow().timestamp() - float(raw)
+        click.echo(f"scheduler heartbeat {scheduler_age:.1f}s ago")
+    scheduler_alive = scheduler_age is not None and scheduler_age < LIVE_SECONDS
+    if not live_workers:
+        click.echo("no live worker", err=True)
+    if not scheduler_alive:
+        click.echo("no live scheduler", err=True)
+    if not live_workers or not scheduler_alive:
+        raise SystemExit(1)
+
+
+@jobs_cli.command("status")
+def jobs_status() -> None:
+    """Queue depths, started, failed and scheduled counts."""
+    _require_redis()
+    conn = redis_client()
+    click.echo(f"{'queue':10} {'queued':>8} {'started':>8} {'scheduled':>10} {'failed':>8}")
+    for name in queue_names():
+        queue = Queue(name, connection=conn)
+        click.echo(f"{name:10} {queue.count:8d} {StartedJobRegistry(queue=queue).count:8d} "
+                   f"{ScheduledJobRegistry(queue=queue).count:10d} {FailedJobRegistry(queue=queue).count:8d}")
+    click.echo(f"workers: {Worker.count(connection=conn)}")
+
+
+@jobs_cli.command("requeue-failed")
+@click.option("--queue", "queue_name", help="Only this queue (default: all).")
+def jobs_requeue_failed(queue_name: str | None) -> None:
+    """Requeue failed jobs; each gets its full retries again."""
+    names = _queues_option(queue_name) if queue_name else list(queue_names())
+    _require_redis()
+    conn = redis_client()
+    total = 0
+    try:
+        for name in names:
+            failed = FailedJobRegistry(queue=Queue(name, connection=conn))
+            for job_id in failed.get_job_ids():
+                key = f"rq:job:{job_id}"
+                conn.hset(key, RETRY_BASE_FIELD, int(conn.hget(key, ATTEMPT_FIELD) or 0))
+                failed.requeue(job_id)
+                total += 1
+    except RedisError as err:
+        raise click.ClickException(str(unavailable(err))) from None
+    click.echo(f"Requeued {total} failed job(s).")
+
+
+@jobs_cli.command("enqueue")
+@click.argument("task_name")
+@click.option("--args", "args_json", default="[]", help="JSON list of positional arguments.")
+@click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
+@click.option("--queue", "queue_name", help="Queue (default: the task's).")
+@click.option("--countdown", type=float, help="Seconds to wait before running.")
+@click.option("--eta", help="When to run, ISO 8601 with a time zone (a past time runs now).")
+def jobs_enqueue(task_name, args_json, kwargs_json, queue_name, countdown, eta) -> None:
+    """Enqueue a task by name."""
+    registry.load(current_app.config["JOBS_IMPORTS"])
+    try:
+        task = registry.get(task_name)
+        args, kwargs = json.loads(args_json), json.loads(kwargs_json)
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise ValueError("--args must be a JSON list and --kwargs a JSON object")
+        when = datetime.fromisoformat(eta) if eta else None
+        if queue_name:
+            _queues_option(queue_name)
+        handle = task.apply_async(args, kwargs, countdown=countdown, eta=when, queue=queue_name)
+    except (JobsError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    when_text = f" for {handle.scheduled_for.isoformat()}" if handle.scheduled_for else ""
+    click.echo(f"Enqueued {handle.task} as {handle.id} on {handle.queue}{when_text}.")

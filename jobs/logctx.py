@@ -1,0 +1,37 @@
+"""Stamp the running job's task name and id on every log line (``%(job)s``)."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+_job: ContextVar[str] = ContextVar("itsm_job_log", default="-")
+FORMAT = "%(asctime)s %(levelname)s %(name)s [%(job)s] %(message)s"
+
+
+@contextmanager
+def job_context(task_name: str, job_id: str):
+    token = _job.set(f"{task_name} {job_id}")
+    try:
+        yield
+    finally:
+        _job.reset(token)
+
+
+class JobFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job = _job.get()
+        return True
+
+
+def install(level: int) -> None:
+    """One handler on the root logger whose lines carry the job (worker processes)."""
+    handler = logging.StreamHandler()
+    handler.addFilter(JobFilter())
+    handler.setFormatter(logging.Formatter(FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("itsm", "jobs", "rq.worker", "rq.scheduler"):
+        logging.getLogger(name).setLevel(level)

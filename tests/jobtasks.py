@@ -1,0 +1,112 @@
+"""Tasks used by the job-runtime tests; workers import them through JOBS_IMPORTS."""
+
+from __future__ import annotations
+
+import time
+
+from flask import current_app
+from redis import Redis
+
+from jobs.exceptions import SoftTimeLimitExceeded
+from jobs.task import task
+
+
+def r() -> Redis:
+    return Redis.from_url(current_app.config["REDIS_URL"])
+
+
+class Flaky(ConnectionError):
+    pass
+
+
+@task(name="t.add", queue="default")
+def add(a, b):
+    return a + b
+
+
+@task(name="t.flaky", autoretry_for=(Flaky,), default_retry_delay=0, max_retries=5)
+def flaky(key: str, failures: int):
+    """Fails ``failures`` times, then succeeds."""
+    calls = r().incr(key)
+    if calls <= failures:
+        raise Flaky(f"call {calls} fails")
+    return calls
+
+
+@task(name="t.always_fails", autoretry_for=(Flaky,), default_retry_delay=0, max_retries=2)
+def always_fails(key: str):
+    r().incr(key)
+    raise Flaky("still broken")
+
+
+@task(name="t.filtered", autoretry_for=(Exception,), dont_autoretry_for=(ValueError,), default_retry_delay=0)
+def filtered(key: str, error: str):
+    r().incr(key)
+    raise {"value": ValueError, "key": KeyError}[error](f"{error} error")
+
+
+@task(name="t.backoff", autoretry_for=(Flaky,), retry_backoff=1, retry_backoff_max=2, retry_jitter=False,
+      max_retries=3)
+def backoff(key: str):
+    r().rpush(key, time.time())
+    raise Flaky("backing off")
+
+
+@task(name="t.jitter", autoretry_for=(Flaky,), retry_backoff=2, retry_backoff_max=3, retry_jitter=True,
+      max_retries=3)
+def jitter(key: str):
+    r().rpush(key, time.time())
+    raise Flaky("jittering")
+
+
+@task(name="t.bound", bind=True, max_retries=5)
+def bound(self, key: str, until: int):
+    r().rpush(key, f"{self.request.id}:{self.request.retries}")
+    if self.request.retries < until:
+        self.retry(countdown=1)
+    return self.request.retries
+
+
+@task(name="t.no_more", bind=True, max_retries=1)
+def no_more(self):
+    self.retry(countdown=0)
+
+
+@task(name="t.hard_limit", time_limit=2, max_retries=0)
+def hard_limit(seconds: float):
+    time.sleep(seconds)
+
+
+@task(name="t.soft_limit", time_limit=10, soft_time_limit=1, max_retries=0)
+def soft_limit(key: str):
+    try:
+        for _ in range(200):
+            time.sleep(0.05)
+    except SoftTimeLimitExceeded:
+        r().set(key, "cleaned up")
+        raise
+    return "finished"
+
+
+@task(name="t.slow", queue="default", max_retries=3, acks_late=True, time_limit=120, soft_time_limit=100)
+def slow(key: str, seconds: float):
+    attempt = r().incr(key + ":started")
+    time.sleep(seconds if attempt == 1 else 0)
+    r().incr(key + ":completed")
+    return attempt
+
+
+@task(name="t.slow_early_ack", queue="default", max_retries=3, acks_late=False, time_limit=120,
+      soft_time_limit=100)
+def slow_early_ack(key: str, seconds: float):
+    r().incr(key + ":started")
+    time.sleep(seconds)
+
+
+def record_failure(task_name, job_id, exc, args, kwargs):
+    r().rpush("failures", f"{task_name}:{job_id}:{type(exc).__name__}")
+
+
+@task(name="t.hooked", max_retries=0, on_failure=record_failure)
+def hooked():
+    raise RuntimeError("boom")
