@@ -72,11 +72,12 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from itsm.admin.routes import bp as admin_bp
     from itsm.auth.routes import bp as auth_bp
+    from itsm.automation.routes import bp as automation_bp
     from itsm.board.routes import bp as board_bp
     from itsm.health import bp as health_bp
     from itsm.tickets.routes import bp as tickets_bp
 
-    for bp in (auth_bp, health_bp, tickets_bp, board_bp, admin_bp):
+    for bp in (auth_bp, health_bp, tickets_bp, board_bp, admin_bp, automation_bp):
         app.register_blueprint(bp)
 
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import click
 from flask import Flask
 
 
+def _show_usage_error_on_one_line(self, file=None) -> None:
+    hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+    click.echo(f"Error: {self.format_message()}{hint}", err=True, file=file)
+
+
 def register(app: Flask) -> None:
+    # CONTRACT: every command fails with a one-line reason on stderr, bad options included.
+    click.exceptions.UsageError.show = _show_usage_error_on_one_line
+
     from itsm.demo import demo_cli
     from itsm.placeholders import scheduler_command, schedules_group
     from itsm.users.cli import users_cli

@@ -4,18 +4,21 @@ the job's own transaction. One row per attempt, keyed by (job_id, attempt)."""
 from __future__ import annotations
 
 import json
+import logging
 import traceback as tb
 from datetime import datetime
 
 from sqlalchemy import and_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 
 TABLE = JobRun.__table__
+log = logging.getLogger("jobs.audit")
 MAX_TRACEBACK = 8000
 MAX_MESSAGE = 2000
 MAX_RESULT = 4000
@@ -59,8 +62,12 @@ def record_enqueued(rows: list[dict]) -> None:
         row.setdefault("created_at", now)
         row.setdefault("enqueued_at", now)
         row.setdefault("status", "queued")
-    with db.engine.begin() as conn:
-        conn.execute(_insert().on_conflict_do_nothing(index_elements=["job_id", "attempt"]), rows)
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(_insert().on_conflict_do_nothing(index_elements=["job_id", "attempt"]), rows)
+    except SQLAlchemyError:
+        # The jobs are already on the queue; the worker writes their rows when they start.
+        log.exception("could not record %d queued job(s) in the audit", len(rows))
 
 
 def record_start(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str, worker: str | None,

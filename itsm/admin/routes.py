@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask import abort, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from itsm.admin.forms import ColumnForm, EditUserForm, NewUserForm
+from itsm.admin.guard import admin_blueprint
 from itsm.board import service as columns
 from itsm.board.models import BoardColumn, ordered_columns
 from itsm.extensions import db
@@ -13,14 +14,7 @@ from itsm.tickets.forms import ActionForm
 from itsm.users.models import User
 from itsm.users.service import UserError, create_user, update_user
 
-bp = Blueprint("admin", __name__, url_prefix="/admin")
-
-
-@bp.before_request
-@login_required
-def require_admin():
-    if not current_user.is_admin:
-        abort(403, "Only admins can open the admin pages.")
+bp = admin_blueprint("admin", __name__, "/admin")
 
 
 @bp.get("/")

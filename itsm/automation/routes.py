@@ -1,0 +1,101 @@
+"""/admin/automation: what every background job did, when, and how long it took."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from sqlalchemy import func
+from wtforms import Form, SelectField
+from wtforms.validators import Optional
+
+from itsm.admin.guard import admin_blueprint
+from itsm.automation.models import RUN_STATUSES, JobRun
+from itsm.dbtypes import utcnow
+from itsm.extensions import db
+from itsm.formutil import options
+from itsm.tickets.forms import ActionForm
+from itsm.tickets.queries import Page
+from jobs import registry
+from jobs.connection import redis_client, unavailable
+from jobs.exceptions import JobsError
+
+bp = admin_blueprint("automation", __name__, "/admin/automation")
+
+
+class RunFilterForm(Form):
+    task = SelectField("Task", validators=[Optional()])
+    status = SelectField("Status", validators=[Optional()],
+                         choices=options([("", "Any status")] + [(s, s) for s in RUN_STATUSES]))
+
+
+def _task_names() -> list[str]:
+    registry.load(current_app.config["JOBS_IMPORTS"])
+    seen = set(registry.all_tasks())
+    seen.update(db.session.scalars(db.select(JobRun.task_name).distinct().limit(500)))
+    return sorted(seen)
+
+
+@bp.get("")
+def index():
+    form = RunFilterForm(request.args)
+    form.task.choices = options([("", "All tasks")] + [(n, n) for n in _task_names()])
+    raw_page = request.args.get("page", "1")
+    if not raw_page.isdigit() or not 0 < int(raw_page) < 10**6:
+        abort(400, "The page number must be a whole number of 1 or more.")
+    page_number = int(raw_page)
+    if not form.validate():
+        return render_template("automation/index.html", form=form, page=None, failures_24h=None), 400
+    conditions = []
+    if form.task.data:
+        conditions.append(JobRun.task_name == form.task.data)
+    if form.status.data:
+        conditions.append(JobRun.status == form.status.data)
+    per_page = 50
+    total = db.session.scalar(db.select(func.count(JobRun.id)).where(*conditions))
+    rows = db.session.scalars(db.select(JobRun).where(*conditions)
+                              .order_by(JobRun.created_at.desc(), JobRun.id.desc())
+                              .limit(per_page).offset((page_number - 1) * per_page)).all()
+    page = Page(items=rows, page=page_number, per_page=per_page, total=total)
+    if page_number > page.pages:
+        abort(404, f"There is no page {page_number}; the last page is {page.pages}.")
+    since = utcnow() - timedelta(hours=24)
+    failures_24h = db.session.scalar(db.select(func.count(JobRun.id)).where(
+        JobRun.status.in_(("failed", "lost")), JobRun.created_at >= since))
+    return render_template("automation/index.html", form=form, page=page, failures_24h=failures_24h)
+
+
+@bp.get("/runs/<int:run_id>")
+def run_detail(run_id: int):
+    run = db.session.get(JobRun, run_id) or abort(404, f"There is no run #{run_id}.")
+    attempts = db.session.scalars(db.select(JobRun).where(JobRun.job_id == run.job_id)
+                                  .order_by(JobRun.attempt)).all()
+    return render_template("automation/run.html", run=run, attempts=attempts, action_form=ActionForm())
+
+
+@bp.post("/runs/<int:run_id>/run-again")
+def run_again(run_id: int):
+    """Enqueue the same task with the same arguments as a new job."""
+    run = db.session.get(JobRun, run_id) or abort(404, f"There is no run #{run_id}.")
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    registry.load(current_app.config["JOBS_IMPORTS"])
+    try:
+        task = registry.get(run.task_name)
+        job = Job.fetch(run.job_id, connection=redis_client())
+        _, args, kwargs = job.args
+        handle = task.apply_async(args, kwargs)
+    except NoSuchJobError:
+        flash("The job's arguments are no longer kept in Redis; enqueue it again from its source.", "error")
+        return redirect(url_for("automation.run_detail", run_id=run.id))
+    except RedisError as err:
+        flash(f"Could not run {run.task_name} again: {unavailable(err)}", "error")
+        return redirect(url_for("automation.run_detail", run_id=run.id))
+    except JobsError as err:
+        flash(f"Could not run {run.task_name} again: {err}", "error")
+        return redirect(url_for("automation.run_detail", run_id=run.id))
+    flash(f"{run.task_name} enqueued again as job {handle.id[:8]}.", "success")
+    return redirect(url_for("automation.index", task=run.task_name))
