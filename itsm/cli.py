@@ -16,9 +16,9 @@ def register(app: Flask) -> None:
     click.exceptions.UsageError.show = _show_usage_error_on_one_line
 
     from itsm.demo import demo_cli
-    from itsm.placeholders import scheduler_command, schedules_group
+    from itsm.schedules.cli import schedules_cli
     from itsm.users.cli import users_cli
-    from jobs.cli import jobs_cli, worker_command
+    from jobs.cli import jobs_cli, scheduler_command, worker_command
 
-    for command in (users_cli, demo_cli, worker_command, jobs_cli, scheduler_command, schedules_group):
+    for command in (users_cli, demo_cli, worker_command, jobs_cli, scheduler_command, schedules_cli):
         app.cli.add_command(command)

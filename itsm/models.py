@@ -2,7 +2,19 @@
 
 from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
+from itsm.schedules.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    ScheduleFiring,
+    ScheduleState,
+    SolarSchedule,
+)
 from itsm.tickets.models import Comment, Ticket, TicketEvent
 from itsm.users.models import User
 
-__all__ = ["BoardColumn", "JobRun", "Comment", "Ticket", "TicketEvent", "User"]
+__all__ = [
+    "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
+    "SolarSchedule",
+    "BoardColumn", "JobRun", "Comment", "Ticket", "TicketEvent", "User"]

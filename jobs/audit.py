@@ -123,6 +123,12 @@ def record_failure(job_id: str, attempt: int, started_at: datetime | None, exc: 
                 **error_fields(exc))
 
 
+def record_skipped(job_id: str, attempt: int, started_at: datetime, reason: str) -> None:
+    with db.engine.begin() as conn:
+        _finish(conn, job_id, attempt, status="skipped", finished_at=utcnow(), duration_seconds=0.0,
+                error_message=reason)
+
+
 def record_lost(job_id: str, reason: str) -> int:
     """Mark a job's running attempt lost (its worker died). Returns the number of rows changed."""
     with db.engine.begin() as conn:

@@ -17,9 +17,9 @@ from itsm.dbtypes import utcnow
 from jobs import logctx, registry
 from jobs.connection import ping, queue_names, redis_client, unavailable
 from jobs.exceptions import JobsError
+from jobs.periodic import heartbeat_age
 from jobs.runtime import ATTEMPT_FIELD, RETRY_BASE_FIELD
 
-SCHEDULER_HEARTBEAT_KEY = "itsm:scheduler:heartbeat"
 LIVE_SECONDS = 60
 
 
@@ -97,10 +97,8 @@ def jobs_ping() -> None:
         live_workers += alive
         click.echo(f"worker    {w.name:40} {state!s:10} heartbeat {age:6.1f}s ago"
                    f"{'' if alive else '  (stale)'}  queues {','.join(w.queue_names())}")
-    raw = conn.get(SCHEDULER_HEARTBEAT_KEY)
-    scheduler_age = None
-    if raw:
-        scheduler_age = utcnow().timestamp() - float(raw)
+    scheduler_age = heartbeat_age(conn)
+    if scheduler_age is not None:
         click.echo(f"scheduler heartbeat {scheduler_age:.1f}s ago")
     scheduler_alive = scheduler_age is not None and scheduler_age < LIVE_SECONDS
     if not live_workers:
@@ -168,3 +166,17 @@ def jobs_enqueue(task_name, args_json, kwargs_json, queue_name, countdown, eta) 
         raise click.ClickException(str(err)) from None
     when_text = f" for {handle.scheduled_for.isoformat()}" if handle.scheduled_for else ""
     click.echo(f"Enqueued {handle.task} as {handle.id} on {handle.queue}{when_text}.")
+
+
+@click.command("scheduler")
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default=None, help="Log level (default: LOG_LEVEL).")
+@with_appcontext
+def scheduler_command(loglevel) -> None:
+    """Run the single periodic-job scheduler."""
+    from jobs.periodic import run_scheduler
+
+    app = current_app._get_current_object()
+    logctx.install(getattr(logging, (loglevel or app.config["LOG_LEVEL"]).upper(), logging.INFO))
+    _require_redis()
+    raise SystemExit(run_scheduler(app))

@@ -13,7 +13,7 @@ from flask import Flask, current_app, has_app_context
 from rq import get_current_job
 
 from itsm.dbtypes import utcnow
-from jobs import audit, registry
+from jobs import audit, firing, registry
 from jobs.exceptions import Retry, UnknownTaskError
 from jobs.logctx import job_context
 from jobs.softlimit import soft_time_limit
@@ -116,6 +116,14 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
         audit.record_failure(job.id, attempt_number, started, exc)
         final_failure(None, task_name, job.id, exc, args, kwargs)
         raise
+    periodic = firing.periodic_meta(job)
+    if periodic is not None:
+        reason = firing.claim(*periodic, job.id, attempt_number)
+        if reason is not None:
+            job.retries_left = 0
+            audit.record_skipped(job.id, attempt_number, started, reason)
+            log.info("skipped %s: %s", task_name, reason)
+            return None
     retries_left, intervals = _late_ack_retries(task, retries)
     job.retries_left, job.retry_intervals = retries_left, intervals
     job.connection.hset(job.key, mapping={"retries_left": retries_left, "retry_intervals": json.dumps(intervals)})
@@ -123,6 +131,8 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
                       kwargs=kwargs, queue=queue, is_eager=False, called_directly=False)
     outcome = attempt(task, args, kwargs, request)
 
+    if periodic is not None:
+        firing.finish(*periodic, job.id, {"success": "succeeded", "retry": "retrying"}.get(outcome.kind, "failed"))
     if outcome.kind == "success":
         audit.record_success(job.id, attempt_number, started, outcome.result)
         return outcome.result
@@ -189,6 +199,9 @@ def handle_abandoned(app: Flask, job, exc_type, exc_value, traceback) -> bool:
         reason = "The worker running this job stopped before it finished" + (
             "; it will run again (late acknowledgement)." if will_retry else "; no retries left.")
         audit.record_lost(job.id, reason)
+        periodic = firing.periodic_meta(job)
+        if periodic is not None:
+            firing.finish(*periodic, job.id, "lost")
         log.warning("job %s[%s] abandoned by its worker; %s", task_name, job.id,
                     "requeued" if will_retry else "moved to failed")
         if not will_retry:

@@ -6,7 +6,9 @@ from flask import Flask
 
 
 def run_scheduler(app: Flask) -> int:
-    from itsm.placeholders import wait_for_signal
+    from itsm.extensions import db
+    from jobs.periodic import run_scheduler as run
 
-    wait_for_signal("scheduler")
-    return 0
+    with app.app_context():
+        db.engine.dispose(close=False)  # forked: never reuse the parent's connections
+    return run(app)

@@ -1,0 +1,69 @@
+"""``flask schedules sync|list|run``."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from itsm.dbtypes import utcnow
+from itsm.extensions import db
+from itsm.schedules import service, sync
+from itsm.schedules.describe import describe, late_status, next_runs
+from itsm.schedules.models import PeriodicTask
+from itsm.schedules.validation import ValidationError
+from jobs import registry
+from jobs.exceptions import JobsError
+from jobs.schedule import entries
+
+schedules_cli = AppGroup("schedules", help="Periodic jobs.")
+
+
+@schedules_cli.command("sync")
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--reset-overrides", is_flag=True, help="Drop admins' overrides of registry jobs.")
+def sync_command(dry_run: bool, reset_overrides: bool) -> None:
+    """Reconcile the code registry of periodic jobs into the database."""
+    try:
+        report = sync.sync(entries(), dry_run=dry_run, reset_overrides=reset_overrides)
+    except ValidationError as err:
+        raise click.ClickException(f"the registry has an invalid entry: {err}") from None
+    for line in report.lines():
+        click.echo(("would be " if dry_run else "") + line)
+    if not report.changed:
+        click.echo("Schedules are in sync; nothing changed.")
+    elif dry_run:
+        click.echo("Dry run: nothing was changed.")
+
+
+@schedules_cli.command("list")
+def list_command() -> None:
+    """Periodic jobs with schedule, next runs and last run."""
+    now = utcnow()
+    rows = db.session.scalars(db.select(PeriodicTask).order_by(PeriodicTask.name)).unique().all()
+    if not rows:
+        click.echo("No periodic jobs. Run `flask schedules sync`.")
+    for row in rows:
+        flags = [f for f, on in (("disabled", not row.enabled), ("overridden", row.overridden),
+                                 ("one-off", row.one_off)) if on]
+        click.echo(f"{row.name}  [{row.task}]{'  (' + ', '.join(flags) + ')' if flags else ''}")
+        click.echo(f"    schedule  {describe(row)}")
+        upcoming = ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in next_runs(row, now, 3)) or "none"
+        click.echo(f"    next      {upcoming}")
+        last = row.last_run_at.strftime("%Y-%m-%d %H:%M:%S UTC") if row.last_run_at else "never"
+        click.echo(f"    last run  {last}, {row.total_run_count} run(s) in all; {late_status(row, now)}")
+
+
+@schedules_cli.command("run")
+@click.argument("name")
+def run_command(name: str) -> None:
+    """Enqueue a periodic job now (outside its schedule)."""
+    row = db.session.scalar(db.select(PeriodicTask).where(PeriodicTask.name == name))
+    if row is None:
+        known = ", ".join(db.session.scalars(db.select(PeriodicTask.name).order_by(PeriodicTask.name))) or "none"
+        raise click.ClickException(f"no periodic job named {name!r} (known: {known})")
+    try:
+        service.known_tasks()  # loads every task module
+        handle = registry.get(row.task).apply_async(row.args, row.kwargs, queue=row.queue)
+    except JobsError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"Enqueued {row.name} ({row.task}) as job {handle.id}.")

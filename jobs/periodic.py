@@ -1,0 +1,216 @@
+"""``flask scheduler``: database schedules, fired through rq-scheduler, exactly once per tick.
+
+rq-scheduler keeps the timers (a Redis sorted set) and moves due jobs to their queues.
+Its known weaknesses are handled here: ticks are computed by us in each schedule's own
+time zone (``jobs.ticks``), anchored so intervals never drift, handed to rq-scheduler as
+one-shot entries whose ids derive from (periodic task, tick) so restarts and Redis loss
+never duplicate or drop one, scored on whole seconds rounded *up* so nothing runs early,
+and claimed in the database when they run (``jobs.firing``), so a lapsed lock or a
+second scheduler cannot fire a tick twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import signal
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+from flask import Flask
+from redis import Redis
+from redis.exceptions import RedisError
+from rq.job import Job, JobStatus
+from rq_scheduler import Scheduler
+from sqlalchemy.exc import SQLAlchemyError
+
+from itsm.dbtypes import utcnow
+from itsm.extensions import db
+from itsm.schedules import service
+from itsm.schedules.models import PeriodicTask, ScheduleState
+from jobs import firing, registry, ticks
+from jobs.runtime import run
+
+log = logging.getLogger("jobs.scheduler")
+HEARTBEAT_KEY = "itsm:scheduler:heartbeat"
+ENTRY_PREFIX = "periodic-"
+GRACE_SECONDS = 60.0  # a tick later than this (the scheduler was down) is "missed": see the misfire policy
+RECHECK_HANDED_SECONDS = 3600  # a tick handed to a queue but never claimed is re-sent if Redis lost it
+
+
+def entry_id(task_id: int, tick: datetime) -> str:
+    return f"{ENTRY_PREFIX}{task_id}-{int(round(tick.timestamp() * 1000))}"
+
+
+def jitter_for(task_id: int, tick: datetime, jitter_seconds: int) -> float:
+    """Deterministic per tick, so re-adding an entry after Redis loss keeps its time."""
+    if not jitter_seconds:
+        return 0.0
+    return random.Random(f"{task_id}:{tick.isoformat()}").uniform(0, jitter_seconds)
+
+
+def entry_time(task_id: int, tick: datetime, jitter_seconds: int) -> datetime:
+    """rq-scheduler compares whole seconds: round up so an entry is never enqueued early."""
+    due = tick.timestamp() + jitter_for(task_id, tick, jitter_seconds)
+    return datetime.fromtimestamp(math.ceil(due), UTC)
+
+
+class PeriodicScheduler:
+    def __init__(self, app: Flask, connection: Redis, poll: float = 0.2) -> None:
+        self.app, self.connection, self.poll = app, connection, poll
+        self.rq = Scheduler(connection=connection, interval=1, name=f"itsm.{socket.gethostname()}.{os.getpid()}")
+        self.stop = threading.Event()
+        self.version: int | None = None
+        self.last_beat = 0.0
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop.set())
+        registry.load(self.app.config["JOBS_IMPORTS"])
+        log.info("scheduler %s started", self.rq.name)
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                self.beat()
+                if self.rq.acquire_lock():
+                    try:
+                        with self.app.app_context():
+                            self.reconcile(utcnow())
+                        self.rq.enqueue_jobs()
+                    finally:
+                        self.rq.remove_lock()
+            except (RedisError, SQLAlchemyError, OSError) as err:
+                log.warning("scheduler pass failed, retrying: %s", err)
+                with self.app.app_context():
+                    db.session.rollback()
+                self.stop.wait(1.0)
+            self.stop.wait(max(0.0, self.poll - (time.monotonic() - started)))
+        self.connection.delete(HEARTBEAT_KEY)
+        log.info("scheduler %s stopped", self.rq.name)
+        return 0
+
+    def beat(self) -> None:
+        now = time.time()
+        if now - self.last_beat >= 1.0:
+            self.connection.set(HEARTBEAT_KEY, now, ex=120)
+            self.last_beat = now
+
+    # -- reconcile database rows into rq-scheduler entries ----------------------------------
+    def reconcile(self, now: datetime) -> None:
+        version = db.session.scalar(db.select(ScheduleState.version).where(ScheduleState.id == 1))
+        if version != self.version:
+            if self.version is not None:
+                log.info("schedules changed (version %s -> %s)", self.version, version)
+            self.version = version
+        scheduled = {m.decode(): s for m, s in self.connection.zrange(self.rq.scheduled_jobs_key, 0, -1,
+                                                                      withscores=True)}
+        wanted: set[str] = set()
+        for row in db.session.scalars(db.select(PeriodicTask)).unique():
+            wanted |= self._reconcile_row(row, now, scheduled)
+        db.session.commit()
+        stale = [m for m in scheduled if m.startswith(ENTRY_PREFIX) and m not in wanted]
+        for member in stale:
+            self.rq.cancel(member)
+            self.connection.delete(Job.key_for(member))
+        if stale:
+            log.info("cancelled %d stale entr%s", len(stale), "y" if len(stale) == 1 else "ies")
+
+    def _reconcile_row(self, row: PeriodicTask, now: datetime, scheduled: dict) -> set[str]:
+        if not row.enabled or (row.expires is not None and row.expires <= now):
+            row.next_tick_at = None  # re-enabling plans again from the last tick, by the misfire policy
+            return set()
+        try:
+            task = registry.get(row.task)
+            spec = service.spec_of(row)
+        except Exception as err:  # a row the code no longer supports: say so, keep the others running
+            log.error("periodic task %s cannot be scheduled: %s", row.name, err)
+            return set()
+        digest = service.definition_hash(row)
+        fire_now: tuple[datetime, ...] = ()
+        if row.scheduled_hash != digest:  # new or edited: from now on, no past ticks
+            row.next_tick_at = self._plan(row, spec, now, now).pending
+            row.scheduled_hash = digest
+        elif row.next_tick_at is None:  # re-enabled (or a one-off already fired)
+            if row.one_off and row.last_tick_at is not None:
+                return set()
+            plan = self._plan(row, spec, row.last_tick_at or now, now)
+            fire_now, row.next_tick_at = plan.fire_now, plan.pending
+            self._log_missed(row, plan)
+        elif row.next_tick_at <= now and self._handed_over(row, row.next_tick_at, scheduled):
+            row.last_tick_at = row.next_tick_at
+            if row.one_off:
+                row.next_tick_at = None
+            else:
+                plan = self._plan(row, spec, row.last_tick_at, now)
+                fire_now, row.next_tick_at = plan.fire_now, plan.pending
+                self._log_missed(row, plan)
+        wanted = set()
+        for tick in fire_now:
+            wanted.add(self._ensure_entry(row, task, tick, scheduled))
+        if fire_now:
+            row.last_tick_at = max(fire_now[-1], row.last_tick_at or fire_now[-1])
+        if row.next_tick_at is not None:
+            wanted.add(self._ensure_entry(row, task, row.next_tick_at, scheduled))
+        self._resend_if_lost(row, task, now, scheduled)
+        return wanted
+
+    def _plan(self, row: PeriodicTask, spec, after: datetime, now: datetime) -> ticks.Plan:
+        return ticks.plan(spec, after, now, misfire=row.misfire_policy, grace=GRACE_SECONDS,
+                          catchup_window=row.catchup_window_seconds, start=row.start_time, expires=row.expires)
+
+    @staticmethod
+    def _log_missed(row: PeriodicTask, plan: ticks.Plan) -> None:
+        if plan.missed:
+            log.warning("%s missed %d tick(s) while the scheduler was down or the task was disabled; "
+                        "misfire policy %r fires %d now", row.name, plan.missed, row.misfire_policy,
+                        len(plan.fire_now))
+
+    def _handed_over(self, row: PeriodicTask, tick: datetime, scheduled: dict) -> bool:
+        member = entry_id(row.id, tick)
+        if member in scheduled:
+            return False
+        job_status = self.connection.hget(Job.key_for(member), "status")
+        if job_status is not None and job_status.decode() != JobStatus.SCHEDULED.value:
+            return True
+        return firing.exists(row.id, tick)
+
+    def _resend_if_lost(self, row: PeriodicTask, task, now: datetime, scheduled: dict) -> None:
+        """A tick handed to a queue that Redis then lost (FLUSHDB, restart) before a worker claimed it."""
+        tick = row.last_tick_at
+        if tick is None or (now - tick).total_seconds() > RECHECK_HANDED_SECONDS:
+            return
+        member = entry_id(row.id, tick)
+        if member in scheduled or self.connection.exists(Job.key_for(member)) or firing.exists(row.id, tick):
+            return
+        log.warning("%s: the tick of %s was lost from Redis before it ran; sending it again", row.name, tick)
+        self._ensure_entry(row, task, tick, scheduled)
+
+    def _ensure_entry(self, row: PeriodicTask, task, tick: datetime, scheduled: dict) -> str:
+        member = entry_id(row.id, tick)
+        if member not in scheduled:
+            when = entry_time(row.id, tick, row.jitter_seconds)
+            self.rq.enqueue_at(
+                when, run, row.task, list(row.args or []), dict(row.kwargs or {}),
+                job_id=member, queue_name=row.queue or task.queue, timeout=task.time_limit,
+                job_result_ttl=max(task.result_ttl, 86400),
+                job_description=f"{row.task} [{row.name} @ {tick:%Y-%m-%d %H:%M:%S}Z]",
+                meta={"periodic": {"id": row.id, "tick": tick.isoformat()}},
+            )
+            scheduled[member] = when.timestamp()
+        return member
+
+
+def run_scheduler(app: Flask) -> int:
+    from jobs.connection import worker_redis
+
+    return PeriodicScheduler(app, worker_redis(app)).run()
+
+
+def heartbeat_age(connection: Redis) -> float | None:
+    raw = connection.get(HEARTBEAT_KEY)
+    return None if raw is None else max(0.0, time.time() - float(raw))

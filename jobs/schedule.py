@@ -1,0 +1,39 @@
+"""The product's periodic jobs, declared as data: the single source of truth.
+
+``flask schedules sync`` (run by the Procfile's release phase) writes these into the
+database, where the scheduler reads them and admins may override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    task: str
+    cron: str | None = None  # "minute hour day_of_month month_of_year day_of_week", in `timezone`
+    every: int | None = None  # or an interval of `every` `period`
+    period: str = "minutes"
+    queue: str | None = None  # default: the task's own queue
+    description: str = ""
+    enabled: bool = True
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    timezone: str | None = None  # default: TIME_ZONE
+    misfire: str = "once"  # after downtime: skip, once (the latest missed tick) or all (within the window)
+    catchup_window: int = 86400
+    overlap: str = "skip"  # skip a tick while the previous run is still running, or allow
+    jitter: int = 0  # random delay of up to this many seconds
+
+
+REGISTRY: tuple[Entry, ...] = (
+    Entry(name="automation-ping", task="diagnostics.ping", every=10, period="minutes",
+          description="Proves the whole path works: scheduler, Redis, a worker and the database.",
+          misfire="skip"),
+)
+
+
+def entries() -> tuple[Entry, ...]:
+    return REGISTRY
