@@ -156,7 +156,9 @@ class PeriodicScheduler:
             row.last_tick_at = max(fire_now[-1], row.last_tick_at or fire_now[-1])
         if row.next_tick_at is not None:
             wanted.add(self._ensure_entry(row, task, row.next_tick_at, scheduled))
-        self._resend_if_lost(row, task, now, scheduled)
+        resent = self._resend_if_lost(row, task, now, scheduled)
+        if resent:
+            wanted.add(resent)
         return wanted
 
     def _plan(self, row: PeriodicTask, spec, after: datetime, now: datetime) -> ticks.Plan:
@@ -179,16 +181,19 @@ class PeriodicScheduler:
             return True
         return firing.exists(row.id, tick)
 
-    def _resend_if_lost(self, row: PeriodicTask, task, now: datetime, scheduled: dict) -> None:
+    def _resend_if_lost(self, row: PeriodicTask, task, now: datetime, scheduled: dict) -> str | None:
         """A tick handed to a queue that Redis then lost (FLUSHDB, restart) before a worker claimed it."""
         tick = row.last_tick_at
-        if tick is None or (now - tick).total_seconds() > RECHECK_HANDED_SECONDS:
-            return
+        window = GRACE_SECONDS if row.misfire_policy == "skip" else RECHECK_HANDED_SECONDS
+        if tick is None or (now - tick).total_seconds() > window:
+            return None
         member = entry_id(row.id, tick)
-        if member in scheduled or self.connection.exists(Job.key_for(member)) or firing.exists(row.id, tick):
-            return
+        if member in scheduled:
+            return member
+        if self.connection.exists(Job.key_for(member)) or firing.exists(row.id, tick):
+            return None
         log.warning("%s: the tick of %s was lost from Redis before it ran; sending it again", row.name, tick)
-        self._ensure_entry(row, task, tick, scheduled)
+        return self._ensure_entry(row, task, tick, scheduled)
 
     def _ensure_entry(self, row: PeriodicTask, task, tick: datetime, scheduled: dict) -> str:
         member = entry_id(row.id, tick)

@@ -136,6 +136,16 @@ def prev_tick(spec: Spec, at_or_before: datetime) -> datetime | None:
 
 def upcoming(spec: Spec, after: datetime, count: int = 3) -> list[datetime]:
     ticks: list[datetime] = []
+    if isinstance(spec, Crontab):  # one iterator instead of a fresh search per tick
+        zone = ZoneInfo(spec.timezone)
+        it = croniter(spec.expression, after.astimezone(zone).replace(tzinfo=None) - timedelta(days=1))
+        last = after
+        while len(ticks) < count:
+            candidate = to_aware(it.get_next(datetime), zone)
+            if candidate > last:
+                ticks.append(candidate)
+                last = candidate
+        return ticks
     while len(ticks) < count:
         tick = next_tick(spec, ticks[-1] if ticks else after)
         if tick is None:

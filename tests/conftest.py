@@ -97,6 +97,7 @@ def empty_all_tables() -> None:
     else:
         for table in tables:
             db.session.execute(sa.text(f"DELETE FROM {table}"))
+    db.session.execute(sa.text("INSERT INTO schedule_state (id, version) VALUES (1, 0)"))  # as the migration left it
     db.session.commit()
 
 

@@ -110,3 +110,13 @@ def record_failure(task_name, job_id, exc, args, kwargs):
 @task(name="t.hooked", max_retries=0, on_failure=record_failure)
 def hooked():
     raise RuntimeError("boom")
+
+
+@task(name="t.count", max_retries=0, time_limit=60, soft_time_limit=50)
+def count(key: str, seconds: float = 0):
+    """Records each run's job id (a periodic firing's id names its tick)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    r().rpush(key, job.id if job else "inline")
+    time.sleep(seconds)
