@@ -99,7 +99,7 @@ def test_handed_over_tick_advances(make):
 
 
 def test_redis_flush_re_adds_the_same_entry(make, redis):
-    task_id = make.add(minutely())
+    make.add(minutely())
     make.reconcile(T0)
     before = make.entries()
     redis.flushdb()

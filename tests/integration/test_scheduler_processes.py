@@ -1,0 +1,146 @@
+"""The scheduler as real ``flask scheduler`` and ``flask worker`` processes."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from rq import Queue
+
+from itsm.automation.models import JobRun
+from itsm.extensions import db
+from itsm.schedules import service
+from itsm.schedules.models import PeriodicTask, ScheduleFiring
+from itsm.schedules.validation import Definition
+from tests.processes import wait_for
+
+pytestmark = pytest.mark.usefixtures("redis")
+
+
+def add(app, **overrides) -> int:
+    d = Definition(name="counter", task="t.count", kind="interval", every=1, period="hours", args=["runs"],
+                   misfire_policy="skip")
+    with app.app_context():
+        row = service.save(replace(d, **overrides))
+        db.session.commit()
+        return row.id
+
+
+def firings(app, task_id: int) -> list[ScheduleFiring]:
+    with app.app_context():
+        rows = db.session.scalars(sa.select(ScheduleFiring).where(ScheduleFiring.periodic_task_id == task_id)
+                                  .order_by(ScheduleFiring.tick_at)).all()
+        db.session.expunge_all()
+        return rows
+
+
+def runs_of(redis, key: str = "runs") -> list[str]:
+    return [v.decode() for v in redis.lrange(key, 0, -1)]
+
+
+def test_an_edit_takes_effect_within_five_seconds(app, procs, redis):
+    task_id = add(app)
+    procs.start("scheduler")
+    procs.worker()
+    wait_for(lambda: redis.exists("itsm:scheduler:heartbeat"), message="the scheduler")
+    with app.app_context():
+        row = db.session.get(PeriodicTask, task_id)
+        service.save(replace(service.definition_of(row), every=2, period="seconds"), row)
+        db.session.commit()
+    edited = time.monotonic()
+    wait_for(lambda: runs_of(redis), timeout=10, message="the first run of the edited schedule")
+    first_tick = firings(app, task_id)[0].tick_at
+    # The first tick of the new schedule is at most 2 s away; its run must start within 5 s of the edit.
+    assert time.monotonic() - edited < 5 + 2
+    assert first_tick > datetime.now(UTC) - timedelta(seconds=10)
+
+
+def test_two_schedulers_never_fire_a_tick_twice(app, procs, redis):
+    """30+ ticks (every 0.5 s) with two schedulers racing for rq-scheduler's lock."""
+    task_id = add(app, every=500_000, period="microseconds")
+    procs.start("scheduler")
+    procs.start("scheduler")
+    procs.worker("--concurrency", "2")
+    wait_for(lambda: len(firings(app, task_id)) >= 32, timeout=40, interval=0.5, message="32 firings")
+    rows = firings(app, task_id)
+    ticks = [f.tick_at for f in rows]
+    assert len(ticks) == len(set(ticks))
+    steps = {round((b - a).total_seconds(), 3) for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert steps == {0.5}  # and none missing in between
+    ran = runs_of(redis)
+    assert len(ran) == len(set(ran))  # each firing's job ran its body once
+    assert len(ran) >= len([f for f in rows if f.status == "succeeded"])
+
+
+def test_a_duplicate_enqueue_is_a_recorded_no_op(app, procs, redis):
+    task_id = add(app, every=2, period="seconds")
+    procs.start("scheduler")
+    wait_for(lambda: redis.zcard("rq:scheduler:scheduled_jobs") >= 1, message="an entry")
+    queue = Queue("default", connection=redis)
+    wait_for(lambda: queue.count >= 1, timeout=10, message="the tick's job in its queue")
+    job_id = queue.job_ids[0]
+    redis.rpush(queue.key, job_id)  # what a second scheduler with a lapsed lock would do
+    procs.worker()
+    wait_for(lambda: len(firings(app, task_id)) >= 1 and firings(app, task_id)[0].status == "succeeded",
+             message="the firing")
+    with app.app_context():
+        wait_for(lambda: db.session.scalar(sa.select(sa.func.count()).select_from(JobRun)
+                                           .where(JobRun.job_id == job_id)) == 2, message="two audit rows")
+        statuses = db.session.scalars(sa.select(JobRun.status).where(JobRun.job_id == job_id)
+                                      .order_by(JobRun.attempt)).all()
+    assert statuses == ["succeeded", "skipped"]
+    assert runs_of(redis).count(job_id) == 1
+
+
+def test_redis_flush_recovers_within_five_seconds_without_losing_a_tick(app, procs, redis):
+    task_id = add(app, every=1, period="seconds")
+    procs.start("scheduler")
+    procs.worker()
+    wait_for(lambda: len(firings(app, task_id)) >= 3, timeout=15, message="three firings")
+    redis.flushdb()
+    flushed = datetime.now(UTC)
+    wait_for(lambda: any(f.tick_at > flushed + timedelta(seconds=5) for f in firings(app, task_id)), timeout=15,
+             message="firings after the flush")
+    rows = firings(app, task_id)
+    ticks = [f.tick_at for f in rows]
+    assert len(ticks) == len(set(ticks))
+    gaps = [(b - a).total_seconds() for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert set(gaps) == {1.0}, gaps  # no tick lost across the flush
+    recovered = [f for f in rows if f.tick_at > flushed]
+    assert recovered and (recovered[0].claimed_at - flushed).total_seconds() < 5
+
+
+def test_one_off_fires_once_across_a_scheduler_restart(app, procs, redis):
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
+    task_id = add(app, name="once", kind="clocked", clocked_time=due, one_off=True, misfire_policy="once")
+    scheduler = procs.start("scheduler")
+    queue = Queue("default", connection=redis)
+    wait_for(lambda: queue.count == 1, timeout=10, message="the one-off in its queue")
+    procs.kill(scheduler, signal.SIGKILL)  # right after it fired, before any worker ran it
+    procs.start("scheduler")
+    time.sleep(0)
+    procs.worker()
+    wait_for(lambda: firings(app, task_id) and firings(app, task_id)[0].status == "succeeded",
+             message="the one-off's run")
+    wait_for(lambda: redis.exists("itsm:scheduler:heartbeat"), message="the restarted scheduler")
+    stable_until = time.monotonic() + 3
+    wait_for(lambda: time.monotonic() > stable_until, timeout=5, message="a few scheduler passes")
+    assert len(firings(app, task_id)) == 1 and len(runs_of(redis)) == 1
+    with app.app_context():
+        assert not db.session.get(PeriodicTask, task_id).enabled
+
+
+def test_overlap_skip_and_allow(app, procs, redis):
+    skip = add(app, name="skip", every=1, period="seconds", args=["skip", 2.5], overlap_policy="skip")
+    allow = add(app, name="allow", every=1, period="seconds", args=["allow", 2.5], overlap_policy="allow")
+    procs.start("scheduler")
+    procs.worker("--concurrency", "4")
+    wait_for(lambda: len(firings(app, skip)) >= 5 and len(firings(app, allow)) >= 5, timeout=20,
+             message="five firings each")
+    skipped = [f for f in firings(app, skip) if f.status == "skipped"]
+    assert skipped and all("still running" in f.reason for f in skipped)
+    assert not [f for f in firings(app, allow) if f.status == "skipped"]
