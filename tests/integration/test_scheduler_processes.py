@@ -144,3 +144,12 @@ def test_overlap_skip_and_allow(app, procs, redis):
     skipped = [f for f in firings(app, skip) if f.status == "skipped"]
     assert skipped and all("still running" in f.reason for f in skipped)
     assert not [f for f in firings(app, allow) if f.status == "skipped"]
+
+
+def test_worker_with_scheduler_runs_both(app, procs, redis):
+    task_id = add(app, every=1, period="seconds")
+    worker = procs.start("worker", "--concurrency", "1", "--with-scheduler")
+    wait_for(lambda: len(firings(app, task_id)) >= 2, timeout=15, message="firings from the built-in scheduler")
+    procs.kill(worker, signal.SIGTERM)
+    assert worker.returncode == 0
+    assert not redis.exists("itsm:scheduler:heartbeat")  # it stopped cleanly with the workers

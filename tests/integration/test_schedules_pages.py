@@ -1,0 +1,155 @@
+"""/admin/schedules and ``flask schedules ...``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+import sqlalchemy as sa
+
+from itsm.automation.models import JobRun
+from itsm.extensions import db
+from itsm.schedules import service
+from itsm.schedules.models import PeriodicTask
+from itsm.schedules.sync import sync
+from itsm.schedules.validation import Definition
+from jobs.schedule import Entry
+
+pytestmark = pytest.mark.usefixtures("redis")
+
+FORM = {"name": "weekday report", "task": "t.add", "kind": "crontab", "minute": "0", "hour": "9",
+        "day_of_month": "*", "month_of_year": "*", "day_of_week": "1-5", "timezone": "America/Toronto",
+        "args": "[1, 2]", "kwargs": "{}", "queue": "", "misfire_policy": "once", "overlap_policy": "skip",
+        "catchup_window_seconds": "86400", "jitter_seconds": "0", "enabled": "y", "period": "minutes",
+        "event": "sunrise"}
+
+
+def errors(html: str) -> list[str]:
+    from html import unescape
+
+    return [unescape(e) for e in re.findall(r'class="error"[^>]*>([^<]+)', html)]
+
+
+def test_create_and_list_in_words_with_next_runs(app, client, auth):
+    auth.login()
+    assert auth.post("/admin/schedules/new", FORM).status_code == 302
+    page = client.get("/admin/schedules").get_data(as_text=True)
+    assert "weekday report" in page and "At 09:00 AM, Monday through Friday (America/Toronto)" in page
+    assert len(re.findall(r"\d{4}-\d\d-\d\d 09:00 E[SD]T", page)) == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "messages"),
+    [
+        ({"minute": "99", "timezone": "Mars/Base", "args": "[", "kwargs": "[]"},
+         ["Invalid cron field '99'.", "Unknown time zone 'Mars/Base'; use an IANA name like Europe/Berlin.",
+          "Invalid JSON: Expecting value (line 1, column 2).", 'Must be a JSON object, like {"key": 1}.']),
+        ({"kind": "interval", "every": "0"}, ["Must be 1 or more."]),
+        ({"kind": "interval", "every": "many"}, ["Not a valid integer value."]),
+        ({"kind": "solar", "latitude": "123", "longitude": "0"}, ["Latitude must be between -90 and 90."]),
+        ({"kind": "clocked", "clocked_time": "2030-01-01T10:00"}, ["A clocked schedule runs once: tick one-off."]),
+        ({"task": "rm -rf /"}, ["Not a valid choice."]),
+        ({"name": ""}, ["This field is required."]),
+    ],
+)
+def test_bad_input_is_shown_next_to_each_field(app, client, auth, changes, messages):
+    auth.login()
+    response = auth.post("/admin/schedules/new", {**FORM, **changes})
+    assert response.status_code == 400
+    found = errors(response.get_data(as_text=True))
+    for message in messages:
+        assert message in found
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(PeriodicTask.id))) == 0
+
+
+def registry_row(app) -> int:
+    with app.app_context():
+        sync((Entry(name="ping", task="t.add", every=10, period="minutes", args=(1, 2)),))
+        return db.session.scalar(sa.select(PeriodicTask.id))
+
+
+def test_toggle_override_badge_and_reset(app, client, auth):
+    task_id = registry_row(app)
+    auth.login()
+    auth.post(f"/admin/schedules/{task_id}/toggle")
+    page = client.get("/admin/schedules").get_data(as_text=True)
+    assert "overridden" in page and "disabled" in page and "Reset to default" in page
+    auth.post(f"/admin/schedules/{task_id}/reset")
+    with app.app_context():
+        row = db.session.get(PeriodicTask, task_id)
+        assert row.enabled and not row.overridden
+    assert auth.post(f"/admin/schedules/{task_id}/delete").status_code == 400  # code tasks are not deleted
+
+
+def test_edit_a_registry_task_marks_it_overridden(app, client, auth):
+    task_id = registry_row(app)
+    auth.login()
+    page = client.get(f"/admin/schedules/{task_id}/edit").get_data(as_text=True)
+    assert "overrides the code's default" in page
+    form = {**FORM, "name": "ping", "kind": "interval", "every": "5", "period": "minutes"}
+    assert auth.post(f"/admin/schedules/{task_id}/edit", form).status_code == 302
+    with app.app_context():
+        row = db.session.get(PeriodicTask, task_id)
+        assert row.overridden and row.interval.every == 5
+
+
+def test_run_now_and_history(app, client, auth):
+    with app.app_context():
+        row = service.save(Definition(name="adder", task="t.add", kind="interval", every=1, period="hours",
+                                      args=[2, 2]))
+        db.session.commit()
+        task_id = row.id
+    auth.login()
+    response = auth.post(f"/admin/schedules/{task_id}/run", follow_redirects=True)
+    assert "enqueued now" in response.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(sa.select(JobRun.task_name)) == "t.add"
+    assert "It has not fired yet." in client.get(f"/admin/schedules/{task_id}/history").get_data(as_text=True)
+    assert client.get("/admin/schedules/9999/history").status_code == 404
+
+
+def test_plan_a_one_off_run(app, client, auth):
+    auth.login()
+    response = auth.post("/admin/schedules/one-off", {"task": "t.add", "run_at": "2031-05-01T08:30",
+                                                      "args": "[1, 1]"}, follow_redirects=True)
+    assert "One-off run of t.add planned" in response.get_data(as_text=True)
+    with app.app_context():
+        row = db.session.scalar(sa.select(PeriodicTask))
+        assert row.one_off and row.clocked and row.args == [1, 1]
+    bad = auth.post("/admin/schedules/one-off", {"task": "t.add", "run_at": "soon", "args": "[]"},
+                    follow_redirects=True)
+    assert "One-off run not created" in bad.get_data(as_text=True)
+
+
+def test_cli_sync_list_and_run(app, runner):
+    first = runner.invoke(args=["schedules", "sync", "--dry-run"])
+    assert first.exit_code == 0 and "would be created   automation-ping" in first.output
+    assert "created   automation-ping" in runner.invoke(args=["schedules", "sync"]).output
+    assert "nothing changed" in runner.invoke(args=["schedules", "sync"]).output
+    listing = runner.invoke(args=["schedules", "list"])
+    assert listing.exit_code == 0 and "every 10 minutes" in listing.output and "never" in listing.output
+    ran = runner.invoke(args=["schedules", "run", "automation-ping"])
+    assert ran.exit_code == 0 and "Enqueued automation-ping" in ran.output
+    missing = runner.invoke(args=["schedules", "run", "nope"])
+    assert missing.exit_code != 0 and "no periodic job named 'nope'" in missing.output
+
+
+def test_late_detection(app):
+    from datetime import timedelta
+
+    from itsm.dbtypes import utcnow
+    from itsm.schedules.describe import is_late
+
+    with app.app_context():
+        row = service.save(Definition(name="every-minute", task="t.add", kind="interval", every=1,
+                                      period="minutes"))
+        db.session.commit()
+        now = utcnow()
+        row.last_run_at = now - timedelta(minutes=3)
+        assert not is_late(row, now)
+        row.last_run_at = now - timedelta(minutes=5)
+        assert is_late(row, now)
+        service.save(replace(service.definition_of(row), enabled=False), row)
+        assert not is_late(row, now)
