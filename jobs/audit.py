@@ -8,9 +8,7 @@ import logging
 import traceback as tb
 from datetime import datetime
 
-from sqlalchemy import and_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, bindparam, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.automation.models import JobRun
@@ -49,10 +47,6 @@ def error_fields(exc: BaseException, with_traceback: bool = True) -> dict:
     return {"error_type": type(exc).__name__, "error_message": str(exc)[:MAX_MESSAGE], "traceback": text}
 
 
-def _insert():
-    return pg_insert(TABLE) if db.engine.dialect.name == "postgresql" else sqlite_insert(TABLE)
-
-
 def record_enqueued(rows: list[dict]) -> None:
     """Queued rows for new jobs; a worker that got there first already wrote the row."""
     if not rows:
@@ -62,77 +56,111 @@ def record_enqueued(rows: list[dict]) -> None:
         row.setdefault("created_at", now)
         row.setdefault("enqueued_at", now)
         row.setdefault("status", "queued")
+        row.setdefault("scheduled_for", None)
+    rows = [{c: row.get(c) for c in QUEUED_COLUMNS} for row in rows]
     try:
         with db.engine.begin() as conn:
-            conn.execute(_insert().on_conflict_do_nothing(index_elements=["job_id", "attempt"]), rows)
+            conn.execute(_statement("queued"), rows)
     except SQLAlchemyError:
         # The jobs are already on the queue; the worker writes their rows when they start.
         log.exception("could not record %d queued job(s) in the audit", len(rows))
 
 
-def record_start(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str, worker: str | None,
-                 started_at: datetime) -> None:
-    values = {"job_id": job_id, "attempt": attempt, "task_name": task_name, "queue": queue,
-              "args_summary": args_summary, "status": "running", "started_at": started_at, "worker": worker,
-              "created_at": started_at}
-    stmt = _insert().values(values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["job_id", "attempt"],
-        set_={"status": "running", "started_at": started_at, "worker": worker, "queue": queue},
-    )
+OUTCOME_COLUMNS = ("status", "started_at", "finished_at", "duration_seconds", "worker", "queue", "error_type",
+                   "error_message", "traceback", "result")
+_statements: dict[str, object] = {}
+
+
+ALL_COLUMNS = ("job_id", "attempt", "task_name", "queue", "args_summary", "status", "created_at", "started_at",
+               "finished_at", "duration_seconds", "worker", "error_type", "error_message", "traceback", "result")
+QUEUED_COLUMNS = ("job_id", "attempt", "task_name", "queue", "args_summary", "status", "created_at", "enqueued_at",
+                  "scheduled_for")
+
+
+def _upsert(columns: tuple[str, ...], action: str):
+    """INSERT ... ON CONFLICT, written out: PostgreSQL and SQLite share this syntax, and unlike the
+    dialect-specific insert() constructs a text() statement is compiled once and cached."""
+    types = {c.name: c.type for c in TABLE.columns}
+    names, values = ", ".join(columns), ", ".join(":" + c for c in columns)
+    sql = f"INSERT INTO job_runs ({names}) VALUES ({values}) ON CONFLICT (job_id, attempt) {action}"  # noqa: S608
+    return text(sql).bindparams(*(bindparam(c, type_=types[c]) for c in columns))
+
+
+def _set(columns: tuple[str, ...]) -> str:
+    return "DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns)
+
+
+def _statement(kind: str):
+    if kind not in _statements:
+        if kind == "running":  # shows a job that runs for a while; never overwrites an outcome
+            stmt = _upsert(ALL_COLUMNS, _set(("status", "started_at", "worker", "queue"))
+                           + " WHERE job_runs.status = 'queued'")
+        elif kind == "outcome":
+            stmt = _upsert(ALL_COLUMNS, _set(OUTCOME_COLUMNS))
+        elif kind == "lost":
+            stmt = _upsert(ALL_COLUMNS, _set(("status", "finished_at", "error_type", "error_message"))
+                           + " WHERE job_runs.status IN ('queued', 'running')")
+        elif kind == "queued":
+            stmt = _upsert(QUEUED_COLUMNS, "DO NOTHING")
+        else:  # "earlier_lost"
+            stmt = (update(TABLE).where(TABLE.c.job_id == bindparam("b_job_id"),
+                                        TABLE.c.attempt < bindparam("b_attempt"), TABLE.c.status == "running")
+                    .values(status="lost", finished_at=bindparam("b_finished"), error_type="WorkerLost",
+                            error_message="The worker running this attempt stopped before it finished."))
+        _statements[kind] = stmt
+    return _statements[kind]
+
+
+def _row(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str, status: str,
+         started_at: datetime | None = None, finished_at: datetime | None = None, worker: str | None = None,
+         result=None, exc: BaseException | None = None, error_message: str | None = None) -> dict:
+    row = {"job_id": job_id, "attempt": attempt, "task_name": task_name, "queue": queue,
+           "args_summary": args_summary, "status": status, "created_at": started_at or utcnow(),
+           "started_at": started_at, "finished_at": finished_at, "worker": worker,
+           "duration_seconds": (finished_at - started_at).total_seconds() if started_at and finished_at else None,
+           "result": None if result is None else result_summary(result),
+           "error_type": None, "error_message": error_message, "traceback": None}
+    if exc is not None:
+        row.update(error_fields(exc))
+    return row
+
+
+def record_running(row: dict) -> None:
+    """The attempt is still running: say so (the watchdog calls this once a job runs for a while)."""
     with db.engine.begin() as conn:
-        if attempt > 1:
+        conn.execute(_statement("running"), {**row, "status": "running"})
+
+
+def record_outcome(row: dict, next_attempt: dict | None = None) -> None:
+    """One write per attempt in the common case: its final state, whatever was written before.
+    ``next_attempt`` is the queued row of a scheduled retry, written in the same transaction."""
+    with db.engine.begin() as conn:
+        if row["attempt"] > 1:
             # An earlier attempt still "running" means its worker died under it.
-            conn.execute(update(TABLE).where(and_(TABLE.c.job_id == job_id, TABLE.c.attempt < attempt,
-                                                  TABLE.c.status == "running"))
-                         .values(status="lost", finished_at=started_at, error_type="WorkerLost",
-                                 error_message="The worker running this attempt stopped before it finished."))
-        conn.execute(stmt)
+            conn.execute(_statement("earlier_lost"), {"b_job_id": row["job_id"], "b_attempt": row["attempt"],
+                                                      "b_finished": row["started_at"] or utcnow()})
+        conn.execute(_statement("outcome"), row)
+        if next_attempt is not None:
+            conn.execute(_statement("queued"), {c: next_attempt.get(c) for c in QUEUED_COLUMNS})
 
 
-def _finish(conn, job_id: str, attempt: int, **values) -> None:
-    conn.execute(update(TABLE).where(and_(TABLE.c.job_id == job_id, TABLE.c.attempt == attempt)).values(**values))
-
-
-def record_success(job_id: str, attempt: int, started_at: datetime, result) -> None:
-    finished = utcnow()
+def record_lost(*, job_id: str, attempt: int, task_name: str, queue: str, reason: str) -> None:
+    """Mark an attempt lost (its worker died), whether or not it had written its row yet."""
+    now = utcnow()
+    row = _row(job_id=job_id, attempt=attempt, task_name=task_name, queue=queue, args_summary="", status="lost",
+               finished_at=now, error_message=reason)
+    row.update(created_at=now, error_type="WorkerLost")
     with db.engine.begin() as conn:
-        _finish(conn, job_id, attempt, status="succeeded", finished_at=finished,
-                duration_seconds=(finished - started_at).total_seconds(), result=result_summary(result))
+        conn.execute(_statement("lost"), row)
+        # Older queued or running rows of the same job (written before the attempt count moved on).
+        conn.execute(update(TABLE).where(and_(TABLE.c.job_id == job_id, TABLE.c.attempt < attempt,
+                                              TABLE.c.status.in_(("queued", "running"))))
+                     .values(status="lost", finished_at=now, error_type="WorkerLost", error_message=reason))
 
 
-def record_retry(*, job_id: str, attempt: int, started_at: datetime, exc: BaseException | None, task_name: str,
-                 queue: str, args_summary: str, retry_at: datetime) -> None:
-    finished = utcnow()
-    errors = error_fields(exc) if exc is not None else {"error_message": "retry requested"}
-    with db.engine.begin() as conn:
-        _finish(conn, job_id, attempt, status="retrying", finished_at=finished,
-                duration_seconds=(finished - started_at).total_seconds(), **errors)
-        conn.execute(_insert().values(
-            job_id=job_id, attempt=attempt + 1, task_name=task_name, queue=queue, args_summary=args_summary,
-            status="queued", created_at=finished, enqueued_at=finished, scheduled_for=retry_at,
-        ).on_conflict_do_nothing(index_elements=["job_id", "attempt"]))
-
-
-def record_failure(job_id: str, attempt: int, started_at: datetime | None, exc: BaseException,
-                   status: str = "failed") -> None:
-    finished = utcnow()
-    duration = (finished - started_at).total_seconds() if started_at else None
-    with db.engine.begin() as conn:
-        _finish(conn, job_id, attempt, status=status, finished_at=finished, duration_seconds=duration,
-                **error_fields(exc))
-
-
-def record_skipped(job_id: str, attempt: int, started_at: datetime, reason: str) -> None:
-    with db.engine.begin() as conn:
-        _finish(conn, job_id, attempt, status="skipped", finished_at=utcnow(), duration_seconds=0.0,
-                error_message=reason)
-
-
-def record_lost(job_id: str, reason: str) -> int:
-    """Mark a job's running attempt lost (its worker died). Returns the number of rows changed."""
-    with db.engine.begin() as conn:
-        result = conn.execute(update(TABLE).where(and_(TABLE.c.job_id == job_id, TABLE.c.status == "running"))
-                              .values(status="lost", finished_at=utcnow(), error_type="WorkerLost",
-                                      error_message=reason))
-    return result.rowcount
+def queued_row(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str,
+               scheduled_for: datetime | None) -> dict:
+    now = utcnow()
+    return {"job_id": job_id, "attempt": attempt, "task_name": task_name, "queue": queue,
+            "args_summary": args_summary, "status": "queued", "created_at": now, "enqueued_at": now,
+            "scheduled_for": scheduled_for}

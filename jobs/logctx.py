@@ -33,5 +33,8 @@ def install(level: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    for name in ("itsm", "jobs", "rq.worker", "rq.scheduler"):
+    for name in ("itsm", "jobs"):
         logging.getLogger(name).setLevel(level)
+    # RQ writes several INFO lines per job; ours write one. Its lines show at DEBUG.
+    for name in ("rq.worker", "rq.scheduler", "rq_scheduler.scheduler"):
+        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))

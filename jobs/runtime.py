@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 from dataclasses import dataclass
@@ -22,15 +21,16 @@ from jobs.task import Request, Task, _current
 log = logging.getLogger("jobs.runtime")
 _worker_app: Flask | None = None
 _failure_hooks: list = []
+_announce_running = None  # set by a worker process: writes the "running" row if the job takes a while
 
 ATTEMPT_FIELD = "itsm_attempt"
 RETRY_BASE_FIELD = "itsm_retry_base"
 
 
-def set_worker_app(app: Flask) -> None:
+def set_worker_app(app: Flask, announce_running=None) -> None:
     """A worker process creates its app once and every job runs in it."""
-    global _worker_app
-    _worker_app = app
+    global _worker_app, _announce_running
+    _worker_app, _announce_running = app, announce_running
 
 
 def on_final_failure(hook) -> None:
@@ -79,15 +79,6 @@ def final_failure(task: Task | None, task_name: str, job_id: str, exc: BaseExcep
             log.exception("on_failure hook %r failed for %s[%s]", hook, task_name, job_id)
 
 
-def _late_ack_retries(task: Task, retries: int) -> tuple[int, list[float]]:
-    """What RQ should do if this attempt's worker dies: retry (acks_late) while retries remain."""
-    may_retry = task.acks_late and (task.max_retries is None or retries + 1 <= task.max_retries)
-    if not may_retry:
-        return 0, [0]
-    countdown = task.autoretry_countdown(retries)
-    return 1, [countdown if countdown is not None else 0]
-
-
 def run(task_name: str, args: list, kwargs: dict) -> Any:
     """The function every RQ job calls: one attempt of ``task_name``."""
     app = _worker_app or current_app._get_current_object()
@@ -103,60 +94,87 @@ def run(task_name: str, args: list, kwargs: dict) -> Any:
 
 def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
     started = utcnow()
-    attempt_number, retry_base = _next_attempt(job)
-    retries = attempt_number - 1 - retry_base
-    summary = audit.summarize_args(args, kwargs)
-    queue = job.origin
-    audit.record_start(job_id=job.id, attempt=attempt_number, task_name=task_name, queue=queue,
-                       args_summary=summary, worker=job.worker_name or socket.gethostname(), started_at=started)
     try:
         task = registry.get(task_name)
     except UnknownTaskError as exc:
+        task, unknown = None, exc
+    attempt_number, retries = _begin_attempt(job, task)
+    base = {"job_id": job.id, "attempt": attempt_number, "task_name": task_name, "queue": job.origin,
+            "args_summary": audit.summarize_args(args, kwargs), "worker": job.worker_name or socket.gethostname(),
+            "started_at": started}
+    if task is None:
         job.retries_left = 0
-        audit.record_failure(job.id, attempt_number, started, exc)
-        final_failure(None, task_name, job.id, exc, args, kwargs)
-        raise
+        audit.record_outcome(audit._row(**base, status="failed", finished_at=utcnow(), exc=unknown))
+        final_failure(None, task_name, job.id, unknown, args, kwargs)
+        raise unknown
     periodic = firing.periodic_meta(job)
     if periodic is not None:
         reason = firing.claim(*periodic, job.id, attempt_number)
         if reason is not None:
             job.retries_left = 0
-            audit.record_skipped(job.id, attempt_number, started, reason)
-            log.info("skipped %s: %s", task_name, reason)
+            audit.record_outcome(audit._row(**base, status="skipped", finished_at=utcnow(), error_message=reason))
+            log.info("skipped: %s", reason)
             return None
-    retries_left, intervals = _late_ack_retries(task, retries)
-    job.retries_left, job.retry_intervals = retries_left, intervals
-    job.connection.hset(job.key, mapping={"retries_left": retries_left, "retry_intervals": json.dumps(intervals)})
+    # A fast job writes its audit row once, at the end; one still running after a moment is shown
+    # as running by the worker's watchdog (see jobs.worker).
+    if _announce_running is not None:
+        _announce_running(audit._row(**base, status="running"))
+    else:
+        audit.record_running(audit._row(**base, status="running"))
     request = Request(id=job.id, retries=retries, attempt=attempt_number, task=task_name, args=args,
-                      kwargs=kwargs, queue=queue, is_eager=False, called_directly=False)
+                      kwargs=kwargs, queue=job.origin, is_eager=False, called_directly=False)
     outcome = attempt(task, args, kwargs, request)
+    finished = utcnow()
 
     if periodic is not None:
         firing.finish(*periodic, job.id, {"success": "succeeded", "retry": "retrying"}.get(outcome.kind, "failed"))
     if outcome.kind == "success":
-        audit.record_success(job.id, attempt_number, started, outcome.result)
+        audit.record_outcome(audit._row(**base, status="succeeded", finished_at=finished, result=outcome.result))
+        log.info("succeeded in %.3fs (attempt %d)", (finished - started).total_seconds(), attempt_number)
         return outcome.result
     if outcome.kind == "retry":
-        retry_at = utcnow() + timedelta(seconds=outcome.countdown)
-        audit.record_retry(job_id=job.id, attempt=attempt_number, started_at=started, exc=outcome.exc,
-                           task_name=task_name, queue=queue, args_summary=summary, retry_at=retry_at)
-        log.warning("retry %d of %s in %.1fs: %r", retries + 1, task_name, outcome.countdown, outcome.exc)
+        retry_at = finished + timedelta(seconds=outcome.countdown)
+        audit.record_outcome(
+            audit._row(**base, status="retrying", finished_at=finished, exc=outcome.exc,
+                       error_message=None if outcome.exc else "retry requested"),
+            next_attempt=audit.queued_row(job_id=job.id, attempt=attempt_number + 1, task_name=task_name,
+                                          queue=job.origin, args_summary=base["args_summary"],
+                                          scheduled_for=retry_at))
+        log.warning("retry %d in %.1fs: %r", retries + 1, outcome.countdown, outcome.exc)
         # RQ's own retry path schedules the job again under the same id, without sleeping here.
         job.retries_left, job.retry_intervals = 1, [outcome.countdown]
         raise outcome.exc if outcome.exc is not None else RuntimeError("retry requested")
     job.retries_left = 0
-    audit.record_failure(job.id, attempt_number, started, outcome.exc)
+    audit.record_outcome(audit._row(**base, status="failed", finished_at=finished, exc=outcome.exc))
+    log.error("failed for good on attempt %d: %r", attempt_number, outcome.exc)
     final_failure(task, task_name, job.id, outcome.exc, args, kwargs)
     raise outcome.exc
 
 
-def _next_attempt(job) -> tuple[int, int]:
-    """Count attempts in Redis, so one lost with its worker still counts."""
-    with job.connection.pipeline() as pipe:
-        pipe.hincrby(job.key, ATTEMPT_FIELD, 1)
-        pipe.hget(job.key, RETRY_BASE_FIELD)
-        attempt_number, base = pipe.execute()
-    return int(attempt_number), int(base or 0)
+# One round trip per attempt: count it (lost attempts count too) and tell RQ's abandoned-job
+# cleanup whether a dead worker's job may run again (late acknowledgement, retries left).
+_BEGIN = """
+local attempt = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+local base = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
+local retries = attempt - 1 - base
+local left = 0
+if ARGV[3] == '1' and (tonumber(ARGV[4]) < 0 or retries + 1 <= tonumber(ARGV[4])) then left = 1 end
+redis.call('HSET', KEYS[1], 'retries_left', left, 'retry_intervals', '[0]')
+return {attempt, retries, left}
+"""
+_scripts: dict[int, Any] = {}
+
+
+def _begin_attempt(job, task: Task | None) -> tuple[int, int]:
+    script = _scripts.get(id(job.connection))
+    if script is None:
+        script = _scripts[id(job.connection)] = job.connection.register_script(_BEGIN)
+    acks_late = task is not None and task.acks_late
+    max_retries = -1 if task is None or task.max_retries is None else task.max_retries
+    attempt_number, retries, left = script(keys=[job.key], args=[ATTEMPT_FIELD, RETRY_BASE_FIELD,
+                                                                  "1" if acks_late else "0", max_retries])
+    job.retries_left, job.retry_intervals = int(left), [0]
+    return int(attempt_number), int(retries)
 
 
 def run_inline(task: Task, args: tuple, kwargs: dict, job_id: str) -> Any:
@@ -168,21 +186,26 @@ def run_inline(task: Task, args: tuple, kwargs: dict, job_id: str) -> Any:
     with job_context(task.name, job_id):
         while True:
             number = retries + 1
-            started = utcnow()
-            audit.record_start(job_id=job_id, attempt=number, task_name=task.name, queue="inline",
-                               args_summary=summary, worker="inline", started_at=started)
+            base = {"job_id": job_id, "attempt": number, "task_name": task.name, "queue": "inline",
+                    "args_summary": summary, "worker": "inline", "started_at": utcnow()}
+            audit.record_running(audit._row(**base, status="running"))
             request = Request(id=job_id, retries=retries, attempt=number, task=task.name, args=args,
                               kwargs=kwargs, queue="inline", is_eager=True, called_directly=False)
             outcome = attempt(task, args, kwargs, request)
+            finished = utcnow()
             if outcome.kind == "success":
-                audit.record_success(job_id, number, started, outcome.result)
+                audit.record_outcome(audit._row(**base, status="succeeded", finished_at=finished,
+                                                result=outcome.result))
                 return outcome.result
             if outcome.kind == "retry":
-                audit.record_retry(job_id=job_id, attempt=number, started_at=started, exc=outcome.exc,
-                                   task_name=task.name, queue="inline", args_summary=summary, retry_at=utcnow())
+                audit.record_outcome(
+                    audit._row(**base, status="retrying", finished_at=finished, exc=outcome.exc,
+                               error_message=None if outcome.exc else "retry requested"),
+                    next_attempt=audit.queued_row(job_id=job_id, attempt=number + 1, task_name=task.name,
+                                                  queue="inline", args_summary=summary, scheduled_for=finished))
                 retries += 1
                 continue
-            audit.record_failure(job_id, number, started, outcome.exc)
+            audit.record_outcome(audit._row(**base, status="failed", finished_at=finished, exc=outcome.exc))
             final_failure(task, task.name, job_id, outcome.exc, args, kwargs)
             raise outcome.exc
 
@@ -198,7 +221,9 @@ def handle_abandoned(app: Flask, job, exc_type, exc_value, traceback) -> bool:
     with app.app_context():
         reason = "The worker running this job stopped before it finished" + (
             "; it will run again (late acknowledgement)." if will_retry else "; no retries left.")
-        audit.record_lost(job.id, reason)
+        attempt_number = int(job.connection.hget(job.key, ATTEMPT_FIELD) or 1)
+        audit.record_lost(job_id=job.id, attempt=attempt_number, task_name=task_name, queue=job.origin,
+                          reason=reason)
         periodic = firing.periodic_meta(job)
         if periodic is not None:
             firing.finish(*periodic, job.id, "lost")

@@ -1,8 +1,9 @@
 """Soft time limits: raise SoftTimeLimitExceeded inside the running job, before the hard limit.
 
-In a worker the job runs in the main thread, so a timer thread signals it (SIGUSR1),
-which also interrupts blocking calls such as sleep or a socket read. Elsewhere
-(inline runs in a web thread) the exception is set on the running thread directly.
+In a worker the job runs in the main thread, and the worker's watchdog thread signals
+it (SIGUSR1) when the limit passes; a signal also interrupts blocking calls such as
+sleep or a socket read. Elsewhere (inline runs in a web thread) a timer sets the
+exception on the running thread directly.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from contextlib import contextmanager
 
 from jobs.exceptions import SoftTimeLimitExceeded
 
-_armed = threading.local()
 _SIGNAL = signal.SIGUSR1
+_armed = threading.local()
+_watchdog = None  # the worker process's Watchdog, when there is one
 
 
 def _on_signal(signum, frame):
@@ -24,9 +26,15 @@ def _on_signal(signum, frame):
         raise SoftTimeLimitExceeded()
 
 
-def install_signal_handler() -> None:
+def install_signal_handler(watchdog=None) -> None:
     """Called once by each worker process (main thread)."""
+    global _watchdog
     signal.signal(_SIGNAL, _on_signal)
+    _watchdog = watchdog
+
+
+def signal_main_thread() -> None:
+    signal.pthread_kill(threading.main_thread().ident, _SIGNAL)  # the handler re-checks _armed
 
 
 def _set_async_exc(thread_id: int, exc) -> None:
@@ -39,21 +47,26 @@ def soft_time_limit(seconds: float | None):
         yield
         return
     thread = threading.current_thread()
-    use_signal = thread is threading.main_thread() and signal.getsignal(_SIGNAL) is _on_signal
+    in_worker = (_watchdog is not None and thread is threading.main_thread()
+                 and signal.getsignal(_SIGNAL) is _on_signal)
+    if in_worker:
+        _armed.value = True
+        _watchdog.arm_soft(seconds)
+        try:
+            yield
+        finally:
+            _armed.value = False
+            _watchdog.disarm_soft()
+        return
     lock = threading.Lock()
     state = {"armed": True, "fired": False}
 
     def fire():
         with lock:
-            if not state["armed"]:
-                return
-            state["fired"] = True
-            if use_signal:
-                signal.pthread_kill(thread.ident, _SIGNAL)  # the handler re-checks _armed in the job's thread
-            else:
+            if state["armed"]:
+                state["fired"] = True
                 _set_async_exc(thread.ident, ctypes.py_object(SoftTimeLimitExceeded))
 
-    _armed.value = True
     timer = threading.Timer(seconds, fire)
     timer.daemon = True
     timer.start()
@@ -62,7 +75,6 @@ def soft_time_limit(seconds: float | None):
     finally:
         with lock:
             state["armed"] = False
-            _armed.value = False
-            if state["fired"] and not use_signal:
+            if state["fired"]:
                 _set_async_exc(thread.ident, None)  # drop it if it has not been raised yet
         timer.cancel()

@@ -20,13 +20,83 @@ import time
 from flask import Flask
 from rq.worker import SimpleWorker, WorkerStatus
 
-from jobs import registry, runtime, softlimit
+from jobs import audit, registry, runtime, softlimit
 from jobs.connection import worker_redis
 from jobs.logctx import job_context
 
 log = logging.getLogger("jobs.worker")
 KILL_GRACE_SECONDS = 30
 RECYCLE_EXIT = 75  # a worker process that reached --max-jobs
+RUNNING_AFTER_SECONDS = 1.0  # a job still running this long gets its "running" audit row
+
+
+class Watchdog(threading.Thread):
+    """One thread per worker process, for the job running in it: heartbeats (so a dead worker is
+    noticed in seconds), the soft time limit, and a last-resort kill past the hard limit."""
+
+    def __init__(self, worker: ItsmWorker) -> None:
+        super().__init__(daemon=True, name="watchdog")
+        self.worker = worker
+        self.cond = threading.Condition()
+        self.job = None
+        self.started = 0.0
+        self.next_beat = 0.0
+        self.soft_deadline: float | None = None
+        self.running_row: dict | None = None
+        self.running_deadline: float | None = None
+
+    def begin(self, job) -> None:
+        with self.cond:
+            self.job, self.started = job, time.monotonic()
+            self.next_beat = self.started + self.worker.heartbeat_seconds
+            self.cond.notify()
+
+    def end(self) -> None:
+        with self.cond:
+            self.job, self.soft_deadline = None, None
+            self.running_row = self.running_deadline = None
+
+    def announce(self, row: dict) -> None:
+        """Write the attempt's "running" audit row if it is still running after a moment."""
+        with self.cond:
+            self.running_row, self.running_deadline = row, time.monotonic() + RUNNING_AFTER_SECONDS
+            self.cond.notify()
+
+    def arm_soft(self, seconds: float) -> None:
+        with self.cond:
+            self.soft_deadline = time.monotonic() + seconds
+            self.cond.notify()
+
+    def disarm_soft(self) -> None:
+        with self.cond:
+            self.soft_deadline = None
+
+    def run(self) -> None:
+        while True:
+            with self.cond:
+                while self.job is None:
+                    self.cond.wait()
+                now = time.monotonic()
+                due = min(d for d in (self.next_beat, self.soft_deadline, self.running_deadline) if d is not None)
+                if due > now:
+                    self.cond.wait(due - now)
+                    continue
+                job, started = self.job, self.started
+                fire_soft = self.soft_deadline is not None and now >= self.soft_deadline
+                if fire_soft:
+                    self.soft_deadline = None
+                running_row = None
+                if self.running_deadline is not None and now >= self.running_deadline:
+                    running_row, self.running_row, self.running_deadline = self.running_row, None, None
+                beat = now >= self.next_beat
+                if beat:
+                    self.next_beat = now + self.worker.heartbeat_seconds
+            if fire_soft:
+                softlimit.signal_main_thread()
+            if running_row is not None:
+                self.worker.write_running(running_row)
+            if beat:
+                self.worker.beat(job, started)
 
 
 class ItsmWorker(SimpleWorker):
@@ -34,39 +104,48 @@ class ItsmWorker(SimpleWorker):
 
     heartbeat_seconds = 5
     jobs_done = 0
+    watchdog: Watchdog | None = None
+    app: Flask | None = None
 
     def get_heartbeat_ttl(self, job) -> int:
-        # Short: the beat thread renews it while the job runs; a SIGKILLed worker's job expires fast.
+        # Short: the watchdog renews it while the job runs; a SIGKILLed worker's job expires fast.
         return self.heartbeat_seconds * 3
 
+    def start_watchdog(self) -> Watchdog:
+        self.watchdog = Watchdog(self)
+        self.watchdog.start()
+        return self.watchdog
+
     def execute_job(self, job, queue):
-        stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(job, stop, time.monotonic()), daemon=True,
-                                name="heartbeat")
-        beat.start()
+        watchdog = self.watchdog or self.start_watchdog()
+        watchdog.begin(job)
         task_name = job.args[0] if job.args else job.func_name
         try:
             with job_context(task_name, job.id):
                 super().execute_job(job, queue)
         finally:
             self.jobs_done += 1
-            stop.set()
-            beat.join()
+            watchdog.end()
 
-    def _beat(self, job, stop: threading.Event, started: float) -> None:
-        limit = (job.timeout or 0) + KILL_GRACE_SECONDS
-        while not stop.wait(self.heartbeat_seconds):
-            if job.timeout and job.timeout > 0 and time.monotonic() - started > limit:
-                # The hard limit's exception did not stop it (stuck outside Python): end the process;
-                # the supervisor starts a new one and the job is handled as abandoned.
-                log.critical("job %s ignored its hard time limit of %ss; killing worker %s",
-                             job.id, job.timeout, self.name)
-                os.kill(os.getpid(), signal.SIGKILL)
-            try:
-                if self.execution is not None:
-                    self.maintain_heartbeats(job)
-            except Exception:
-                log.exception("heartbeat failed")
+    def write_running(self, row: dict) -> None:
+        try:
+            with self.app.app_context():
+                audit.record_running(row)
+        except Exception:
+            log.exception("could not record a running job in the audit")
+
+    def beat(self, job, started: float) -> None:
+        if job.timeout and job.timeout > 0 and time.monotonic() - started > job.timeout + KILL_GRACE_SECONDS:
+            # The hard limit's exception did not stop it (stuck outside Python): end the process;
+            # the supervisor starts a new one and the job is handled as abandoned.
+            log.critical("job %s ignored its hard time limit of %ss; killing worker %s", job.id, job.timeout,
+                         self.name)
+            os.kill(os.getpid(), signal.SIGKILL)
+        try:
+            if self.execution is not None:
+                self.maintain_heartbeats(job)
+        except Exception:
+            log.exception("heartbeat failed")
 
 
 def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, loglevel: str, slot: int) -> int:
@@ -76,8 +155,6 @@ def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, log
     # Connections opened by the parent must never be used here (SQLAlchemy's fork recipe).
     with app.app_context():
         db.engine.dispose(close=False)
-    runtime.set_worker_app(app)
-    softlimit.install_signal_handler()
     registry.load(app.config["JOBS_IMPORTS"])
     heartbeat = max(1, int(app.config["JOBS_HEARTBEAT_SECONDS"]))
     ItsmWorker.heartbeat_seconds = heartbeat
@@ -88,7 +165,13 @@ def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, log
         maintenance_interval=max(1, int(app.config["JOBS_MAINTENANCE_SECONDS"])),
         exception_handlers=[lambda job, *exc: runtime.handle_abandoned(app, job, *exc)],
     )
-    worker.work(burst=burst, max_jobs=max_jobs, with_scheduler=True, logging_level=loglevel)
+    worker.app = app
+    watchdog = worker.start_watchdog()
+    softlimit.install_signal_handler(watchdog)
+    runtime.set_worker_app(app, announce_running=watchdog.announce)
+    # RQ logs several INFO lines per job; our runtime logs one. RQ's show at DEBUG.
+    rq_level = loglevel if loglevel.upper() == "DEBUG" else max(logging.getLevelName(loglevel.upper()), logging.WARNING)
+    worker.work(burst=burst, max_jobs=max_jobs, with_scheduler=True, logging_level=rq_level)
     if max_jobs and worker.jobs_done >= max_jobs:
         return RECYCLE_EXIT  # stopped only to be replaced, also in burst mode
     return 0

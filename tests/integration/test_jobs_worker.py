@@ -187,7 +187,9 @@ def test_worker_process_crash_is_restarted_by_the_supervisor(app, procs, redis):
     with app.app_context():
         handle = jobtasks.slow.delay("c", 60)
     wait_for(lambda: redis.get("c:started") == b"1", message="the job to start")
-    child = int(runs(app, handle.id)[0].worker.split(".")[-2])
+    running = wait_for(lambda: [r for r in runs(app, handle.id) if r.status == "running"],
+                       message="the running row (written once a job runs for a second)")
+    child = int(running[0].worker.split(".")[-2])
     os.kill(child, signal.SIGKILL)  # only the process running the job
     rows = final_runs(app, handle.id, 2, timeout=30)
     assert [r.status for r in rows] == ["lost", "succeeded"]
