@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
-from itsm.extensions import db
+from jobs import dbconn
 
 TABLE = JobRun.__table__
 log = logging.getLogger("jobs.audit")
@@ -59,8 +59,7 @@ def record_enqueued(rows: list[dict]) -> None:
         row.setdefault("scheduled_for", None)
     rows = [{c: row.get(c) for c in QUEUED_COLUMNS} for row in rows]
     try:
-        with db.engine.begin() as conn:
-            conn.execute(_statement("queued"), rows)
+        dbconn.write(lambda conn: conn.execute(_statement("queued"), rows))
     except SQLAlchemyError:
         # The jobs are already on the queue; the worker writes their rows when they start.
         log.exception("could not record %d queued job(s) in the audit", len(rows))
@@ -127,14 +126,13 @@ def _row(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary:
 
 def record_running(row: dict) -> None:
     """The attempt is still running: say so (the watchdog calls this once a job runs for a while)."""
-    with db.engine.begin() as conn:
-        conn.execute(_statement("running"), {**row, "status": "running"})
+    dbconn.write(lambda conn: conn.execute(_statement("running"), {**row, "status": "running"}))
 
 
 def record_outcome(row: dict, next_attempt: dict | None = None) -> None:
     """One write per attempt in the common case: its final state, whatever was written before.
     ``next_attempt`` is the queued row of a scheduled retry, written in the same transaction."""
-    with db.engine.begin() as conn:
+    def do(conn):
         if row["attempt"] > 1:
             # An earlier attempt still "running" means its worker died under it.
             conn.execute(_statement("earlier_lost"), {"b_job_id": row["job_id"], "b_attempt": row["attempt"],
@@ -143,6 +141,8 @@ def record_outcome(row: dict, next_attempt: dict | None = None) -> None:
         if next_attempt is not None:
             conn.execute(_statement("queued"), {c: next_attempt.get(c) for c in QUEUED_COLUMNS})
 
+    dbconn.write(do)
+
 
 def record_lost(*, job_id: str, attempt: int, task_name: str, queue: str, reason: str) -> None:
     """Mark an attempt lost (its worker died), whether or not it had written its row yet."""
@@ -150,12 +150,14 @@ def record_lost(*, job_id: str, attempt: int, task_name: str, queue: str, reason
     row = _row(job_id=job_id, attempt=attempt, task_name=task_name, queue=queue, args_summary="", status="lost",
                finished_at=now, error_message=reason)
     row.update(created_at=now, error_type="WorkerLost")
-    with db.engine.begin() as conn:
+    def do(conn):
         conn.execute(_statement("lost"), row)
         # Older queued or running rows of the same job (written before the attempt count moved on).
         conn.execute(update(TABLE).where(and_(TABLE.c.job_id == job_id, TABLE.c.attempt < attempt,
                                               TABLE.c.status.in_(("queued", "running"))))
                      .values(status="lost", finished_at=now, error_type="WorkerLost", error_message=reason))
+
+    dbconn.write(do)
 
 
 def queued_row(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str,

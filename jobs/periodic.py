@@ -12,7 +12,6 @@ second scheduler cannot fire a tick twice.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 import signal
@@ -53,10 +52,9 @@ def jitter_for(task_id: int, tick: datetime, jitter_seconds: int) -> float:
     return random.Random(f"{task_id}:{tick.isoformat()}").uniform(0, jitter_seconds)
 
 
-def entry_time(task_id: int, tick: datetime, jitter_seconds: int) -> datetime:
-    """rq-scheduler compares whole seconds: round up so an entry is never enqueued early."""
-    due = tick.timestamp() + jitter_for(task_id, tick, jitter_seconds)
-    return datetime.fromtimestamp(math.ceil(due), UTC)
+def entry_time(task_id: int, tick: datetime, jitter_seconds: int) -> float:
+    """The exact moment an entry is due (epoch seconds): its tick plus its jitter."""
+    return tick.timestamp() + jitter_for(task_id, tick, jitter_seconds)
 
 
 class PeriodicScheduler:
@@ -79,9 +77,10 @@ class PeriodicScheduler:
                 self.beat()
                 if self.rq.acquire_lock():
                     try:
+                        self.enqueue_due()  # first: what is due should not wait for the database
                         with self.app.app_context():
                             self.reconcile(utcnow())
-                        self.rq.enqueue_jobs()
+                        self.enqueue_due()
                     finally:
                         self.rq.remove_lock()
             except (RedisError, SQLAlchemyError, OSError) as err:
@@ -89,10 +88,24 @@ class PeriodicScheduler:
                 with self.app.app_context():
                     db.session.rollback()
                 self.stop.wait(1.0)
-            self.stop.wait(max(0.0, self.poll - (time.monotonic() - started)))
+            self.stop.wait(self._until_next(started))
         self.connection.delete(HEARTBEAT_KEY)
         log.info("scheduler %s stopped", self.rq.name)
         return 0
+
+    def enqueue_due(self) -> None:
+        """Move due entries to their queues, comparing exact times: rq-scheduler's own
+        ``enqueue_jobs`` compares whole seconds and would run a tick up to a second early."""
+        for job in self.rq.get_jobs(until=time.time()):
+            self.rq.enqueue_job(job)
+
+    def _until_next(self, started: float) -> float:
+        """Sleep until the earliest entry is due, but never longer than one poll."""
+        wait = self.poll - (time.monotonic() - started)
+        first = self.connection.zrange(self.rq.scheduled_jobs_key, 0, 0, withscores=True)
+        if first:
+            wait = min(wait, first[0][1] - time.time())
+        return max(0.002, wait)
 
     def beat(self) -> None:
         now = time.time()
@@ -105,7 +118,7 @@ class PeriodicScheduler:
         version = db.session.scalar(db.select(ScheduleState.version).where(ScheduleState.id == 1))
         if version != self.version:
             if self.version is not None:
-                log.info("schedules changed (version %s -> %s)", self.version, version)
+                log.debug("schedules changed (version %s -> %s)", self.version, version)
             self.version = version
         scheduled = {m.decode(): s for m, s in self.connection.zrange(self.rq.scheduled_jobs_key, 0, -1,
                                                                       withscores=True)}
@@ -198,15 +211,17 @@ class PeriodicScheduler:
     def _ensure_entry(self, row: PeriodicTask, task, tick: datetime, scheduled: dict) -> str:
         member = entry_id(row.id, tick)
         if member not in scheduled:
-            when = entry_time(row.id, tick, row.jitter_seconds)
+            due = entry_time(row.id, tick, row.jitter_seconds)
             self.rq.enqueue_at(
-                when, run, row.task, list(row.args or []), dict(row.kwargs or {}),
+                datetime.fromtimestamp(due, UTC), run, row.task, list(row.args or []), dict(row.kwargs or {}),
                 job_id=member, queue_name=row.queue or task.queue, timeout=task.time_limit,
                 job_result_ttl=max(task.result_ttl, 86400),
-                job_description=f"{row.task} [{row.name} @ {tick:%Y-%m-%d %H:%M:%S}Z]",
+                job_description=f"{row.task} [{row.name} @ {tick.isoformat()}]",
                 meta={"periodic": {"id": row.id, "tick": tick.isoformat()}},
             )
-            scheduled[member] = when.timestamp()
+            # rq-scheduler stores whole seconds; keep the exact time (enqueue_due compares it exactly).
+            self.connection.zadd(self.rq.scheduled_jobs_key, {member: due}, xx=True)
+            scheduled[member] = due
         return member
 
 

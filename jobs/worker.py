@@ -20,7 +20,7 @@ import time
 from flask import Flask
 from rq.worker import SimpleWorker, WorkerStatus
 
-from jobs import audit, registry, runtime, softlimit
+from jobs import audit, dbconn, registry, runtime, softlimit
 from jobs.connection import worker_redis
 from jobs.logctx import job_context
 
@@ -155,6 +155,7 @@ def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, log
     # Connections opened by the parent must never be used here (SQLAlchemy's fork recipe).
     with app.app_context():
         db.engine.dispose(close=False)
+    dbconn.keep_connections()
     registry.load(app.config["JOBS_IMPORTS"])
     heartbeat = max(1, int(app.config["JOBS_HEARTBEAT_SECONDS"]))
     ItsmWorker.heartbeat_seconds = heartbeat

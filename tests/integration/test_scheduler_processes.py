@@ -153,3 +153,18 @@ def test_worker_with_scheduler_runs_both(app, procs, redis):
     procs.kill(worker, signal.SIGTERM)
     assert worker.returncode == 0
     assert not redis.exists("itsm:scheduler:heartbeat")  # it stopped cleanly with the workers
+
+
+def test_never_early_and_on_time_at_fractional_seconds(app, procs, redis):
+    now = datetime.now(UTC)
+    ids = [add(app, name=f"at-{i}", kind="clocked", one_off=True, misfire_policy="once",
+               clocked_time=now + timedelta(seconds=2 + i * 0.37)) for i in range(6)]
+    procs.start("scheduler")
+    procs.worker("--concurrency", "2")
+    wait_for(lambda: all(firings(app, i) for i in ids), timeout=20, message="every one-off to fire")
+    with app.app_context():
+        for task_id in ids:
+            [fired] = firings(app, task_id)
+            run = db.session.scalar(sa.select(JobRun).where(JobRun.job_id == fired.job_id))
+            late = (run.started_at - fired.tick_at).total_seconds()
+            assert 0 <= late < 1.0, (task_id, late)
