@@ -19,12 +19,25 @@ from itsm.extensions import db
 T = TypeVar("T")
 _local = threading.local()
 _keep = False
+_async_commit = False
 
 
-def keep_connections() -> None:
-    """Called by worker processes (after fork)."""
-    global _keep
-    _keep = True
+def keep_connections(async_commit: bool = False) -> None:
+    """Called by worker processes (after fork). With ``async_commit`` on PostgreSQL, audit
+    transactions do not wait for the WAL flush (JOBS_AUDIT_ASYNC_COMMIT)."""
+    global _keep, _async_commit
+    _keep, _async_commit = True, async_commit
+
+
+def _connect():
+    conn = db.engine.connect()
+    if _async_commit and conn.dialect.name == "postgresql":
+        # This connection only ever writes the audit, and is never handed back to the pool:
+        # a PostgreSQL crash could lose its last fraction of a second of rows; a worker crash
+        # cannot. Claims and the jobs' own writes use other connections and stay synchronous.
+        conn.exec_driver_sql("SET synchronous_commit TO off")
+        conn.commit()
+    return conn
 
 
 def write(fn: Callable[..., T]) -> T:
@@ -35,7 +48,7 @@ def write(fn: Callable[..., T]) -> T:
     for attempt in (1, 2):
         conn = getattr(_local, "conn", None)
         if conn is None or conn.closed or conn.invalidated:
-            conn = _local.conn = db.engine.connect()
+            conn = _local.conn = _connect()
         try:
             with conn.begin():
                 return fn(conn)

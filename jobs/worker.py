@@ -155,7 +155,7 @@ def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, log
     # Connections opened by the parent must never be used here (SQLAlchemy's fork recipe).
     with app.app_context():
         db.engine.dispose(close=False)
-    dbconn.keep_connections()
+    dbconn.keep_connections(async_commit=app.config["JOBS_AUDIT_ASYNC_COMMIT"])
     registry.load(app.config["JOBS_IMPORTS"])
     heartbeat = max(1, int(app.config["JOBS_HEARTBEAT_SECONDS"]))
     ItsmWorker.heartbeat_seconds = heartbeat
