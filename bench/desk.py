@@ -16,35 +16,24 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import re
-import shlex
 import statistics
-import subprocess
 import sys
-import tempfile
-import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from time import perf_counter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as bench/desk.py
 
-import flask_migrate
-import psycopg
 from sqlalchemy import event, insert, text
 
-from itsm import create_app
+from bench import common
 from itsm.board.models import BoardColumn
 from itsm.extensions import db
 from itsm.tickets.models import Ticket, TicketEvent
 from itsm.users.models import User
 
-ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Desk (bench/desk.py)"
 TARGET_MS = 50.0
 ADMIN_EMAIL, ADMIN_PASSWORD = "bench-admin@example.com", "bench-admin-pass"
@@ -123,23 +112,6 @@ def analyze(kind: str) -> None:
         conn.execute(text("VACUUM ANALYZE" if kind == "postgresql" else "ANALYZE"))
 
 
-@contextmanager
-def database(kind: str):
-    """A database this script owns, removed afterwards even on error."""
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory(prefix="itsm-bench-") as tmp:
-            yield f"sqlite:///{tmp}/bench.db"
-        return
-    name = f"itsm_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def timed(client, url: str, repeat: int) -> tuple[float, float]:
     """Median and p95 (nearest rank) in ms of ``repeat`` requests after 3 warmups."""
     times = []
@@ -149,7 +121,7 @@ def timed(client, url: str, repeat: int) -> tuple[float, float]:
         if i >= 3:
             times.append((perf_counter() - start) * 1000)
         assert response.status_code == 200, f"{url}: HTTP {response.status_code}"
-    return statistics.median(times), sorted(times)[math.ceil(0.95 * repeat) - 1]
+    return statistics.median(times), common.percentile(times, 0.95)
 
 
 def check_pages(client, pages: dict, expected: dict, per_page: int) -> list[str]:
@@ -201,12 +173,11 @@ def explain(app, client, url: str) -> list[str]:
 
 def bench_db(kind: str, data: tuple, args) -> dict:
     tickets, events, expected = data
-    with database(kind) as url:
-        app = create_app({"ITSM_ENV": "testing", "TESTING": False, "SECRET_KEY": "bench",
-                          "SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False})
+    with common.scratch_database(kind) as url:
+        app = common.bench_app(url, WTF_CSRF_ENABLED=False)
         try:
+            common.migrate(app)
             with app.app_context():
-                flask_migrate.upgrade()
                 start = perf_counter()
                 seed(kind, tickets, events, args.users)
                 seed_s = perf_counter() - start
@@ -251,21 +222,10 @@ def table(results: dict) -> list[str]:
     return rows
 
 
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    mem = next(line for line in subprocess.run(["free", "-g"], capture_output=True, text=True).stdout.splitlines()
-               if line.startswith("Mem:")).split()[1]
-    return f"{nproc} CPUs (nproc), {cpu}, {mem} GiB RAM (free -g), Python {sys.version.split()[0]}"
-
-
 def write_results(results: dict, args, generate_s: float) -> None:
-    command = shlex.join([os.path.relpath(sys.executable, ROOT), "bench/desk.py", *sys.argv[1:]])
-    lines = [SECTION, "", f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", f"- Machine: {machine()}",
-             f"- Command: `{command}`",
-             f"- Data: {args.tickets} tickets (~90% open, 10% archived), {args.tickets} ticket_events, "
-             f"{args.users} users, 4 columns; generated in Python in {generate_s:.1f} s"]
+    lines = common.section_head(SECTION, "bench/desk.py", common.machine())
+    lines += [f"- Data: {args.tickets} tickets (~90% open, 10% archived), {args.tickets} ticket_events, "
+              f"{args.users} users, 4 columns; generated in Python in {generate_s:.1f} s"]
     lines += [f"- Seeding {kind}: {r['seed_s']:.1f} s insert + {r['analyze_s']:.1f} s "
               f"{'VACUUM ANALYZE' if kind == 'postgresql' else 'ANALYZE'}" for kind, r in results.items()]
     lines += [f"- Method: Flask test client in-process, logged in as admin; per page 3 warmups then {args.repeat} "
@@ -276,10 +236,7 @@ def write_results(results: dict, args, generate_s: float) -> None:
     plans = [line for r in results.values() for line in r["plans"]]
     if plans:
         lines += ["", "PostgreSQL EXPLAIN (ANALYZE, BUFFERS) summary:", "", "```", *plans, "```"]
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
-    kept = re.sub(re.escape(SECTION) + r"\n.*?(?=^## |\Z)", "", old, flags=re.S | re.M).rstrip()
-    RESULTS.write_text(kept + "\n\n" + "\n".join(lines) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    common.write_section(SECTION, lines)
 
 
 def main() -> None:
