@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort
+from collections.abc import Callable
+
+from flask import Blueprint, abort, flash
 from flask_login import current_user, login_required
+
+from itsm.extensions import db
 
 
 def admin_blueprint(name: str, import_name: str, url_prefix: str) -> Blueprint:
@@ -16,3 +20,17 @@ def admin_blueprint(name: str, import_name: str, url_prefix: str) -> Blueprint:
             abort(403, "Only admins can open the admin pages.")
 
     return bp
+
+
+def commit_or_flash(action: Callable[[], object], success: str | Callable[[], str],
+                    errors: tuple[type[Exception], ...], error_prefix: str = "") -> bool:
+    """Run a change; commit and flash ``success``, or roll back and flash the rule it broke."""
+    try:
+        action()
+    except errors as err:
+        db.session.rollback()
+        flash(f"{error_prefix}{err}", "error")
+        return False
+    db.session.commit()
+    flash(success() if callable(success) else success, "success")
+    return True

@@ -6,7 +6,7 @@ from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
 from itsm.admin.forms import ColumnForm, EditUserForm, NewUserForm
-from itsm.admin.guard import admin_blueprint
+from itsm.admin.guard import admin_blueprint, commit_or_flash
 from itsm.board import service as columns
 from itsm.board.models import BoardColumn, ordered_columns
 from itsm.extensions import db
@@ -48,14 +48,8 @@ def edit_user(user_id: int):
     form = EditUserForm(prefix=f"u{user.id}")
     if not form.validate_on_submit():
         abort(400, "Choose a valid role.")
-    try:
-        update_user(user, role=form.role.data, active=form.active.data, actor=current_user)
-    except UserError as err:
-        db.session.rollback()
-        flash(str(err), "error")
-    else:
-        db.session.commit()
-        flash(f"{user.email} saved.", "success")
+    commit_or_flash(lambda: update_user(user, role=form.role.data, active=form.active.data, actor=current_user),
+                    f"{user.email} saved.", (UserError,))
     return redirect(url_for("admin.users"))
 
 
@@ -89,14 +83,8 @@ def edit_column(column_id: int):
     if not form.validate_on_submit():
         flash("Column name: " + "; ".join(form.name.errors or ["invalid"]), "error")
         return redirect(url_for("admin.board_columns"))
-    try:
-        columns.update_column(column, form.name.data, form.is_done_column.data)
-    except columns.ColumnError as err:
-        db.session.rollback()
-        flash(str(err), "error")
-    else:
-        db.session.commit()
-        flash(f"Column {column.name} saved.", "success")
+    commit_or_flash(lambda: columns.update_column(column, form.name.data, form.is_done_column.data),
+                    lambda: f"Column {column.name} saved.", (columns.ColumnError,))
     return redirect(url_for("admin.board_columns"))
 
 
@@ -124,12 +112,6 @@ def delete_column(column_id: int):
     column = _column_or_404(column_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    try:
-        columns.delete_column(column)
-    except columns.ColumnError as err:
-        db.session.rollback()
-        flash(str(err), "error")
-    else:
-        db.session.commit()
-        flash(f"Column {column.name} deleted.", "success")
+    name = column.name
+    commit_or_flash(lambda: columns.delete_column(column), f"Column {name} deleted.", (columns.ColumnError,))
     return redirect(url_for("admin.board_columns"))

@@ -6,7 +6,7 @@ import json
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
-from itsm.admin.guard import admin_blueprint
+from itsm.admin.guard import admin_blueprint, commit_or_flash
 from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
@@ -114,14 +114,10 @@ def _action(task_id: int) -> PeriodicTask:
 @bp.post("/<int:task_id>/toggle")
 def toggle(task_id: int):
     row = _action(task_id)
-    try:
-        service.set_enabled(row, not row.enabled)
-    except ValidationError as err:
-        db.session.rollback()
-        flash(f"Could not change {row.name}: {err}", "error")
-    else:
-        db.session.commit()
-        flash(f"{row.name} {'enabled' if row.enabled else 'disabled'}.", "success")
+    name = row.name
+    commit_or_flash(lambda: service.set_enabled(row, not row.enabled),
+                    lambda: f"{name} {'enabled' if row.enabled else 'disabled'}.", (ValidationError,),
+                    error_prefix=f"Could not change {name}: ")
     return redirect(url_for("schedules.index"))
 
 
