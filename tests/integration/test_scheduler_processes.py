@@ -122,7 +122,6 @@ def test_one_off_fires_once_across_a_scheduler_restart(app, procs, redis):
     wait_for(lambda: queue.count == 1, timeout=10, message="the one-off in its queue")
     procs.kill(scheduler, signal.SIGKILL)  # right after it fired, before any worker ran it
     procs.start("scheduler")
-    time.sleep(0)
     procs.worker()
     wait_for(lambda: firings(app, task_id) and firings(app, task_id)[0].status == "succeeded",
              message="the one-off's run")
