@@ -24,7 +24,3 @@ def configure_engine(app: Flask) -> None:
         engine = db.engine
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-
-
-def is_postgres() -> bool:
-    return db.engine.dialect.name == "postgresql"

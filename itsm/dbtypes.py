@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
+
+
+def one_of(column: str, values: Iterable[str]) -> str:
+    """SQL for a CHECK that ``column`` holds one of ``values``, built from the Python constants."""
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 def utcnow() -> datetime:

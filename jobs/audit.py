@@ -40,9 +40,9 @@ def result_summary(value):
     return value
 
 
-def error_fields(exc: BaseException, with_traceback: bool = True) -> dict:
-    text = "".join(tb.format_exception(exc)) if with_traceback else None
-    if text and len(text) > MAX_TRACEBACK:
+def error_fields(exc: BaseException) -> dict:
+    text = "".join(tb.format_exception(exc))
+    if len(text) > MAX_TRACEBACK:
         text = "...\n" + text[-MAX_TRACEBACK:]  # the end of a traceback is the useful part
     return {"error_type": type(exc).__name__, "error_message": str(exc)[:MAX_MESSAGE], "traceback": text}
 
@@ -110,7 +110,7 @@ def _statement(kind: str):
     return _statements[kind]
 
 
-def _row(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str, status: str,
+def row(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str, status: str,
          started_at: datetime | None = None, finished_at: datetime | None = None, worker: str | None = None,
          result=None, exc: BaseException | None = None, error_message: str | None = None) -> dict:
     row = {"job_id": job_id, "attempt": attempt, "task_name": task_name, "queue": queue,
@@ -147,11 +147,12 @@ def record_outcome(row: dict, next_attempt: dict | None = None) -> None:
 def record_lost(*, job_id: str, attempt: int, task_name: str, queue: str, reason: str) -> None:
     """Mark an attempt lost (its worker died), whether or not it had written its row yet."""
     now = utcnow()
-    row = _row(job_id=job_id, attempt=attempt, task_name=task_name, queue=queue, args_summary="", status="lost",
-               finished_at=now, error_message=reason)
-    row.update(created_at=now, error_type="WorkerLost")
+    lost = row(job_id=job_id, attempt=attempt, task_name=task_name, queue=queue, args_summary="", status="lost",
+                finished_at=now, error_message=reason)
+    lost.update(created_at=now, error_type="WorkerLost")
+
     def do(conn):
-        conn.execute(_statement("lost"), row)
+        conn.execute(_statement("lost"), lost)
         # Older queued or running rows of the same job (written before the attempt count moved on).
         conn.execute(update(TABLE).where(and_(TABLE.c.job_id == job_id, TABLE.c.attempt < attempt,
                                               TABLE.c.status.in_(("queued", "running"))))

@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from itsm.dbtypes import utcnow
@@ -134,7 +135,7 @@ def jobs_requeue_failed(queue_name: str | None) -> None:
         for name in names:
             failed = FailedJobRegistry(queue=Queue(name, connection=conn))
             for job_id in failed.get_job_ids():
-                key = f"rq:job:{job_id}"
+                key = Job.key_for(job_id)
                 conn.hset(key, RETRY_BASE_FIELD, int(conn.hget(key, ATTEMPT_FIELD) or 0))
                 failed.requeue(job_id)
                 total += 1

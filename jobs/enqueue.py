@@ -11,16 +11,17 @@ from rq.job import JobStatus
 
 from jobs import audit
 from jobs.connection import get_queue, unavailable
+from jobs.runtime import run
 from jobs.task import JobHandle, Task
 
 
-def _job_options(task: Task, args: tuple, kwargs: dict, job_id: str) -> dict:
+def _job_options(task: Task, args: tuple, kwargs: dict, job_id: str, summary: str) -> dict:
     return {
         "args": (task.name, list(args), kwargs),
         "timeout": task.time_limit,
         "result_ttl": task.result_ttl,
         "failure_ttl": task.failure_ttl,
-        "description": f"{task.name}({audit.summarize_args(args, kwargs)})",
+        "description": f"{task.name}({summary})",
         "job_id": job_id,
         # Late acknowledgement: if the worker dies mid-run, RQ's abandoned-job cleanup requeues it.
         # Each attempt rewrites this from the retries it has left (see jobs.runtime).
@@ -28,13 +29,17 @@ def _job_options(task: Task, args: tuple, kwargs: dict, job_id: str) -> dict:
     }
 
 
+def _queued(task: Task, job_id: str, queue: str, summary: str, when: datetime | None = None) -> dict:
+    return {"job_id": job_id, "attempt": 1, "task_name": task.name, "queue": queue, "args_summary": summary,
+            "scheduled_for": when}
+
+
 def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime | None,
             job_id: str | None) -> JobHandle:
-    from jobs.runtime import run
-
     job_id = job_id or uuid.uuid4().hex
     rq_queue = get_queue(queue)
-    options = _job_options(task, args, kwargs, job_id)
+    summary = audit.summarize_args(args, kwargs)
+    options = _job_options(task, args, kwargs, job_id, summary)
     try:
         if when is None:
             rq_queue.enqueue_call(run, **options)
@@ -43,27 +48,20 @@ def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime
             rq_queue.schedule_job(job, when)
     except RedisError as err:
         raise unavailable(err) from None
-    audit.record_enqueued([{"job_id": job_id, "attempt": 1, "task_name": task.name, "queue": queue,
-                            "args_summary": audit.summarize_args(args, kwargs), "scheduled_for": when}])
+    audit.record_enqueued([_queued(task, job_id, queue, summary, when)])
     return JobHandle(job_id, task.name, queue, when)
 
 
 def enqueue_many(task: Task, calls: list[tuple[tuple, dict]], *, queue: str) -> list[str]:
-    from jobs.runtime import run
-
     rq_queue = get_queue(queue)
-    ids = [uuid.uuid4().hex for _ in calls]
-    datas = [rq_queue.prepare_data(run, **_job_options(task, args, kwargs, job_id))
-             for job_id, (args, kwargs) in zip(ids, calls, strict=True)]
+    jobs = [(uuid.uuid4().hex, audit.summarize_args(args, kwargs), args, kwargs) for args, kwargs in calls]
+    datas = [rq_queue.prepare_data(run, **_job_options(task, args, kwargs, job_id, summary))
+             for job_id, summary, args, kwargs in jobs]
     try:
         with rq_queue.connection.pipeline() as pipe:
             rq_queue.enqueue_many(datas, pipeline=pipe)
             pipe.execute()
     except RedisError as err:
         raise unavailable(err) from None
-    audit.record_enqueued([
-        {"job_id": job_id, "attempt": 1, "task_name": task.name, "queue": queue,
-         "args_summary": audit.summarize_args(args, kwargs)}
-        for job_id, (args, kwargs) in zip(ids, calls, strict=True)
-    ])
-    return ids
+    audit.record_enqueued([_queued(task, job_id, queue, summary) for job_id, summary, _, _ in jobs])
+    return [job_id for job_id, _, _, _ in jobs]

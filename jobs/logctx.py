@@ -35,6 +35,10 @@ def install(level: int) -> None:
     root.setLevel(logging.WARNING)
     for name in ("itsm", "jobs"):
         logging.getLogger(name).setLevel(level)
-    # RQ writes several INFO lines per job; ours write one. Its lines show at DEBUG.
     for name in ("rq.worker", "rq.scheduler", "rq_scheduler.scheduler"):
-        logging.getLogger(name).setLevel(level if level <= logging.DEBUG else max(level, logging.WARNING))
+        logging.getLogger(name).setLevel(rq_level(level))
+
+
+def rq_level(level: int) -> int:
+    """RQ writes several INFO lines per job, ours one: RQ's show from DEBUG, else from WARNING."""
+    return level if level <= logging.DEBUG else max(level, logging.WARNING)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
 from rq import get_current_job
 
 from itsm.dbtypes import utcnow
+from itsm.extensions import db
 from jobs import audit, firing, registry
 from jobs.exceptions import Retry, UnknownTaskError
 from jobs.logctx import job_context
@@ -36,6 +37,9 @@ def set_worker_app(app: Flask, announce_running=None) -> None:
 def on_final_failure(hook) -> None:
     """Register ``hook(task_name, job_id, exc, args, kwargs)``, called once a job has failed for good."""
     _failure_hooks.append(hook)
+
+
+STATUS = {"success": "succeeded", "retry": "retrying", "failure": "failed"}  # outcome kind -> audit status
 
 
 @dataclass
@@ -87,8 +91,6 @@ def run(task_name: str, args: list, kwargs: dict) -> Any:
         try:
             return _run_in_worker(task_name, tuple(args), dict(kwargs), job)
         finally:
-            from itsm.extensions import db
-
             db.session.remove()
 
 
@@ -104,7 +106,7 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
             "started_at": started}
     if task is None:
         job.retries_left = 0
-        audit.record_outcome(audit._row(**base, status="failed", finished_at=utcnow(), exc=unknown))
+        audit.record_outcome(audit.row(**base, status="failed", finished_at=utcnow(), exc=unknown))
         final_failure(None, task_name, job.id, unknown, args, kwargs)
         raise unknown
     periodic = firing.periodic_meta(job)
@@ -112,43 +114,49 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
         reason = firing.claim(*periodic, job.id, attempt_number)
         if reason is not None:
             job.retries_left = 0
-            audit.record_outcome(audit._row(**base, status="skipped", finished_at=utcnow(), error_message=reason))
+            audit.record_outcome(audit.row(**base, status="skipped", finished_at=utcnow(), error_message=reason))
             log.info("skipped: %s", reason)
             return None
     # A fast job writes its audit row once, at the end; one still running after a moment is shown
     # as running by the worker's watchdog (see jobs.worker).
     if _announce_running is not None:
-        _announce_running(audit._row(**base, status="running"))
+        _announce_running(audit.row(**base, status="running"))
     else:
-        audit.record_running(audit._row(**base, status="running"))
+        audit.record_running(audit.row(**base, status="running"))
     request = Request(id=job.id, retries=retries, attempt=attempt_number, task=task_name, args=args,
                       kwargs=kwargs, queue=job.origin, is_eager=False, called_directly=False)
     outcome = attempt(task, args, kwargs, request)
     finished = utcnow()
 
     if periodic is not None:
-        firing.finish(*periodic, job.id, {"success": "succeeded", "retry": "retrying"}.get(outcome.kind, "failed"))
+        firing.finish(*periodic, job.id, STATUS[outcome.kind])
+    retry_at = finished + timedelta(seconds=outcome.countdown)
+    _record(outcome, base, finished, retry_at)
     if outcome.kind == "success":
-        audit.record_outcome(audit._row(**base, status="succeeded", finished_at=finished, result=outcome.result))
         log.info("succeeded in %.3fs (attempt %d)", (finished - started).total_seconds(), attempt_number)
         return outcome.result
     if outcome.kind == "retry":
-        retry_at = finished + timedelta(seconds=outcome.countdown)
-        audit.record_outcome(
-            audit._row(**base, status="retrying", finished_at=finished, exc=outcome.exc,
-                       error_message=None if outcome.exc else "retry requested"),
-            next_attempt=audit.queued_row(job_id=job.id, attempt=attempt_number + 1, task_name=task_name,
-                                          queue=job.origin, args_summary=base["args_summary"],
-                                          scheduled_for=retry_at))
         log.warning("retry %d in %.1fs: %r", retries + 1, outcome.countdown, outcome.exc)
         # RQ's own retry path schedules the job again under the same id, without sleeping here.
         job.retries_left, job.retry_intervals = 1, [outcome.countdown]
         raise outcome.exc if outcome.exc is not None else RuntimeError("retry requested")
     job.retries_left = 0
-    audit.record_outcome(audit._row(**base, status="failed", finished_at=finished, exc=outcome.exc))
     log.error("failed for good on attempt %d: %r", attempt_number, outcome.exc)
     final_failure(task, task_name, job.id, outcome.exc, args, kwargs)
     raise outcome.exc
+
+
+def _record(outcome: Outcome, base: dict, finished: datetime, retry_at: datetime) -> None:
+    """The attempt's audit row; a retry also gets the next attempt's queued row, in one transaction."""
+    failed = outcome.kind != "success"
+    retry = outcome.kind == "retry"
+    row = audit.row(**base, status=STATUS[outcome.kind], finished_at=finished,
+                    result=None if failed else outcome.result, exc=outcome.exc if failed else None,
+                    error_message="retry requested" if retry and outcome.exc is None else None)
+    next_attempt = audit.queued_row(
+        job_id=base["job_id"], attempt=base["attempt"] + 1, task_name=base["task_name"], queue=base["queue"],
+        args_summary=base["args_summary"], scheduled_for=retry_at) if retry else None
+    audit.record_outcome(row, next_attempt=next_attempt)
 
 
 # One round trip per attempt: count it (lost attempts count too) and tell RQ's abandoned-job
@@ -188,24 +196,17 @@ def run_inline(task: Task, args: tuple, kwargs: dict, job_id: str) -> Any:
             number = retries + 1
             base = {"job_id": job_id, "attempt": number, "task_name": task.name, "queue": "inline",
                     "args_summary": summary, "worker": "inline", "started_at": utcnow()}
-            audit.record_running(audit._row(**base, status="running"))
+            audit.record_running(audit.row(**base, status="running"))
             request = Request(id=job_id, retries=retries, attempt=number, task=task.name, args=args,
                               kwargs=kwargs, queue="inline", is_eager=True, called_directly=False)
             outcome = attempt(task, args, kwargs, request)
             finished = utcnow()
+            _record(outcome, base, finished, retry_at=finished)  # no waiting, as Celery's eager mode
             if outcome.kind == "success":
-                audit.record_outcome(audit._row(**base, status="succeeded", finished_at=finished,
-                                                result=outcome.result))
                 return outcome.result
             if outcome.kind == "retry":
-                audit.record_outcome(
-                    audit._row(**base, status="retrying", finished_at=finished, exc=outcome.exc,
-                               error_message=None if outcome.exc else "retry requested"),
-                    next_attempt=audit.queued_row(job_id=job_id, attempt=number + 1, task_name=task.name,
-                                                  queue="inline", args_summary=summary, scheduled_for=finished))
                 retries += 1
                 continue
-            audit.record_outcome(audit._row(**base, status="failed", finished_at=finished, exc=outcome.exc))
             final_failure(task, task.name, job_id, outcome.exc, args, kwargs)
             raise outcome.exc
 
@@ -232,7 +233,7 @@ def handle_abandoned(app: Flask, job, exc_type, exc_value, traceback) -> bool:
         if not will_retry:
             try:
                 task = registry.get(task_name)
-            except Exception:
+            except UnknownTaskError:
                 task = None
             args = job.args[1] if len(job.args) > 1 else []
             kwargs = job.args[2] if len(job.args) > 2 else {}

@@ -22,6 +22,7 @@ from typing import Any
 
 from flask import current_app
 
+from itsm.dbtypes import utcnow
 from jobs import registry
 from jobs.backoff import backoff_factor, exponential_backoff
 from jobs.exceptions import MaxRetriesExceededError, Retry, TaskArgumentError
@@ -156,8 +157,6 @@ class Task:
                 f"Can't retry {self.name}[{request.id}]: it already retried {request.retries} time(s) "
                 f"(max_retries={limit})")
         if eta is not None:
-            from itsm.dbtypes import utcnow
-
             countdown = max(0.0, (eta - utcnow()).total_seconds())
         elif countdown is None:
             countdown = self.default_retry_delay
@@ -176,11 +175,11 @@ class Task:
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         check_json(args, kwargs, self.name)
         if current_app.config["JOBS_EAGER"]:
-            resolve_eta(countdown, eta, _now())  # same validation as a real enqueue
+            resolve_eta(countdown, eta, utcnow())  # same validation as a real enqueue
             job_id = job_id or uuid.uuid4().hex
             return JobHandle(job_id, self.name, "inline", None, self.apply(args, kwargs, job_id=job_id))
         return enqueue.enqueue(self, args, kwargs, queue=queue or self.queue,
-                               when=resolve_eta(countdown, eta, _now()), job_id=job_id)
+                               when=resolve_eta(countdown, eta, utcnow()), job_id=job_id)
 
     def apply_many(self, calls: Iterable[tuple[Iterable, dict]], queue: str | None = None) -> list[str]:
         """Enqueue many calls of this task in one round trip; returns their job ids."""
@@ -202,12 +201,6 @@ class Task:
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         check_json(args, kwargs, self.name)
         return runtime.run_inline(self, args, kwargs, job_id or uuid.uuid4().hex)
-
-
-def _now() -> datetime:
-    from itsm.dbtypes import utcnow
-
-    return utcnow()
 
 
 def task(fn: Callable | None = None, **options) -> Task | Callable[[Callable], Task]:

@@ -18,11 +18,11 @@ import threading
 import time
 
 from flask import Flask
-from rq.worker import SimpleWorker, WorkerStatus
+from rq.worker import SimpleWorker
 
 from jobs import audit, dbconn, registry, runtime, softlimit
 from jobs.connection import worker_redis
-from jobs.logctx import job_context
+from jobs.logctx import job_context, rq_level
 
 log = logging.getLogger("jobs.worker")
 KILL_GRACE_SECONDS = 30
@@ -170,9 +170,8 @@ def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, log
     watchdog = worker.start_watchdog()
     softlimit.install_signal_handler(watchdog)
     runtime.set_worker_app(app, announce_running=watchdog.announce)
-    # RQ logs several INFO lines per job; our runtime logs one. RQ's show at DEBUG.
-    rq_level = loglevel if loglevel.upper() == "DEBUG" else max(logging.getLevelName(loglevel.upper()), logging.WARNING)
-    worker.work(burst=burst, max_jobs=max_jobs, with_scheduler=True, logging_level=rq_level)
+    worker.work(burst=burst, max_jobs=max_jobs, with_scheduler=True,
+                logging_level=rq_level(logging.getLevelName(loglevel.upper())))
     if max_jobs and worker.jobs_done >= max_jobs:
         return RECYCLE_EXIT  # stopped only to be replaced, also in burst mode
     return 0
@@ -255,8 +254,3 @@ class Supervisor:
                   and not any(s.isdigit() for s in self.children.values())):
                 self._signal(signal.SIGTERM, None)  # burst: workers are done, stop the extras too
         return 0
-
-
-def worker_status_name(worker) -> str:
-    state = worker.get_state()
-    return state.value if isinstance(state, WorkerStatus) else str(state)

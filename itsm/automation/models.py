@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, Index, UniqueConstraint
 
-from itsm.dbtypes import UTCDateTime, utcnow
+from itsm.dbtypes import UTCDateTime, one_of, utcnow
 from itsm.extensions import db
 
 RUN_STATUSES = ("queued", "running", "succeeded", "retrying", "failed", "lost", "skipped")
@@ -15,8 +15,7 @@ class JobRun(db.Model):
     __tablename__ = "job_runs"
     __table_args__ = (
         UniqueConstraint("job_id", "attempt", name="uq_job_runs_job_attempt"),
-        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'retrying', 'failed', 'lost', 'skipped')",
-                        name="status"),
+        CheckConstraint(one_of("status", RUN_STATUSES), name="status"),
         Index("ix_job_runs_created", "created_at", "id"),
         Index("ix_job_runs_task_created", "task_name", "created_at", "id"),
         Index("ix_job_runs_status_created", "status", "created_at", "id"),

@@ -11,7 +11,6 @@ from itsm.schedules import service, sync
 from itsm.schedules.describe import describe, late_status, next_runs
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.validation import ValidationError
-from jobs import registry
 from jobs.exceptions import JobsError
 from jobs.schedule import entries
 
@@ -62,8 +61,7 @@ def run_command(name: str) -> None:
         known = ", ".join(db.session.scalars(db.select(PeriodicTask.name).order_by(PeriodicTask.name))) or "none"
         raise click.ClickException(f"no periodic job named {name!r} (known: {known})")
     try:
-        service.known_tasks()  # loads every task module
-        handle = registry.get(row.task).apply_async(row.args, row.kwargs, queue=row.queue)
+        handle = service.run_now(row)
     except JobsError as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"Enqueued {row.name} ({row.task}) as job {handle.id}.")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy import CheckConstraint, Index, UniqueConstraint
 
-from itsm.dbtypes import UTCDateTime, utcnow
+from itsm.dbtypes import UTCDateTime, one_of, utcnow
 from itsm.extensions import db
 
 PERIOD_CHOICES = ("days", "hours", "minutes", "seconds", "microseconds")
 MISFIRE_POLICIES = ("skip", "once", "all")
 OVERLAP_POLICIES = ("skip", "allow")
 FIRING_STATUSES = ("running", "retrying", "succeeded", "failed", "lost", "skipped")
+SOURCES = ("registry", "admin")
 
 
 class IntervalSchedule(db.Model):
@@ -62,9 +63,9 @@ class PeriodicTask(db.Model):
             " + (CASE WHEN solar_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN clocked_id IS NULL THEN 0 ELSE 1 END) = 1",
             name="one_schedule"),
         CheckConstraint("expires IS NULL OR expire_seconds IS NULL", name="one_expiry"),
-        CheckConstraint("source IN ('registry', 'admin')", name="source"),
-        CheckConstraint("misfire_policy IN ('skip', 'once', 'all')", name="misfire"),
-        CheckConstraint("overlap_policy IN ('skip', 'allow')", name="overlap"),
+        CheckConstraint(one_of("source", SOURCES), name="source"),
+        CheckConstraint(one_of("misfire_policy", MISFIRE_POLICIES), name="misfire"),
+        CheckConstraint(one_of("overlap_policy", OVERLAP_POLICIES), name="overlap"),
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -120,8 +121,7 @@ class ScheduleFiring(db.Model):
     __tablename__ = "schedule_firings"
     __table_args__ = (
         UniqueConstraint("periodic_task_id", "tick_at", name="uq_schedule_firings_task_tick"),
-        CheckConstraint("status IN ('running', 'retrying', 'succeeded', 'failed', 'lost', 'skipped')",
-                        name="status"),
+        CheckConstraint(one_of("status", FIRING_STATUSES), name="status"),
         Index("ix_schedule_firings_task_status", "periodic_task_id", "status"),
     )
 

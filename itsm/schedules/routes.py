@@ -17,7 +17,6 @@ from itsm.schedules.forms import OneOffForm, PeriodicTaskForm, local_to_utc
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition, ValidationError
 from itsm.tickets.forms import ActionForm
-from jobs import registry
 from jobs.exceptions import JobsError
 
 bp = admin_blueprint("schedules", __name__, "/admin/schedules")
@@ -136,8 +135,7 @@ def reset(task_id: int):
 def run_now(task_id: int):
     row = _action(task_id)
     try:
-        service.known_tasks()
-        handle = registry.get(row.task).apply_async(row.args, row.kwargs, queue=row.queue)
+        handle = service.run_now(row)
     except JobsError as err:
         flash(f"Could not run {row.name}: {err}", "error")
     else:

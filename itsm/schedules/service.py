@@ -146,6 +146,12 @@ def _differs(current: dict, default: dict) -> bool:
     return any(current.get(k) != v for k, v in default.items() if k not in NOT_DEFINITION)
 
 
+def run_now(row: PeriodicTask):
+    """Enqueue a periodic task's job now, outside its schedule (raises JobsError)."""
+    known_tasks()  # loads every task module
+    return registry.get(row.task).apply_async(row.args, row.kwargs, queue=row.queue)
+
+
 def set_enabled(row: PeriodicTask, enabled: bool) -> None:
     d = replace(definition_of(row), enabled=enabled)
     save(d, row)

@@ -9,7 +9,7 @@ from flask import current_app
 from itsm.extensions import db
 from itsm.schedules import service
 from itsm.schedules.models import PeriodicTask
-from itsm.schedules.validation import Definition
+from itsm.schedules.validation import Definition, ValidationError
 from jobs.schedule import Entry
 
 
@@ -69,7 +69,7 @@ def sync(entries: tuple[Entry, ...], *, dry_run: bool = False, reset_overrides: 
             report.created.append(entry.name)
             continue
         if row.source != "registry":
-            raise service_error(entry.name)
+            raise ValidationError({"name": f"{entry.name!r} exists as an admin-made task; rename one of them."})
         default_changed = row.default_definition != wanted_json
         if row.overridden and not reset_overrides:
             if default_changed:
@@ -97,9 +97,3 @@ def sync(entries: tuple[Entry, ...], *, dry_run: bool = False, reset_overrides: 
     else:
         db.session.commit()
     return report
-
-
-def service_error(name: str):
-    from itsm.schedules.validation import ValidationError
-
-    return ValidationError({"name": f"{name!r} exists as an admin-made task; rename one of them."})

@@ -6,7 +6,7 @@ from flask_login import UserMixin
 from sqlalchemy import CheckConstraint
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from itsm.dbtypes import UTCDateTime, utcnow
+from itsm.dbtypes import UTCDateTime, one_of, utcnow
 from itsm.extensions import db
 
 ROLES = ("admin", "agent")
@@ -15,7 +15,7 @@ MIN_PASSWORD_LENGTH = 10
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("role IN ('admin', 'agent')", name="role"),)
+    __table_args__ = (CheckConstraint(one_of("role", ROLES), name="role"),)
 
     id = db.Column(db.Integer, primary_key=True)
     email = db.Column(db.String(254), nullable=False, unique=True)
