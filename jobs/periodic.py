@@ -63,6 +63,7 @@ class PeriodicScheduler:
         self.rq = Scheduler(connection=connection, interval=1, name=f"itsm.{socket.gethostname()}.{os.getpid()}")
         self.stop = threading.Event()
         self.version: int | None = None
+        self.claimed: dict[int, datetime] = {}  # task id -> its last tick, known to be claimed by a worker
         self.last_beat = 0.0
 
     # -- main loop -------------------------------------------------------------------------
@@ -195,15 +196,19 @@ class PeriodicScheduler:
         return firing.exists(row.id, tick)
 
     def _resend_if_lost(self, row: PeriodicTask, task, now: datetime, scheduled: dict) -> str | None:
-        """A tick handed to a queue that Redis then lost (FLUSHDB, restart) before a worker claimed it."""
+        """A tick handed to a queue that Redis then lost (FLUSHDB, restart) before a worker claimed it.
+        Once a worker has claimed the tick it is remembered, so later passes look nothing up."""
         tick = row.last_tick_at
         window = GRACE_SECONDS if row.misfire_policy == "skip" else RECHECK_HANDED_SECONDS
-        if tick is None or (now - tick).total_seconds() > window:
+        if tick is None or self.claimed.get(row.id) == tick or (now - tick).total_seconds() > window:
             return None
         member = entry_id(row.id, tick)
         if member in scheduled:
             return member
-        if self.connection.exists(Job.key_for(member)) or firing.exists(row.id, tick):
+        if firing.exists(row.id, tick):
+            self.claimed[row.id] = tick
+            return None
+        if self.connection.exists(Job.key_for(member)):
             return None
         log.warning("%s: the tick of %s was lost from Redis before it ran; sending it again", row.name, tick)
         return self._ensure_entry(row, task, tick, scheduled)
