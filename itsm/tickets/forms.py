@@ -8,8 +8,10 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional
 
 from itsm.board.models import ordered_columns
+from itsm.extensions import db
 from itsm.formutil import options, strip
 from itsm.tickets.models import PRIORITIES
+from itsm.users.models import User
 from itsm.users.service import active_users
 
 PRIORITY_CHOICES = options((value, name.capitalize()) for value, name in PRIORITIES.items())
@@ -37,9 +39,6 @@ class TicketForm(FlaskForm):
         choices = user_choices("Unassigned")
         if current_assignee_id and current_assignee_id not in {c.value for c in choices}:
             # A deactivated assignee stays selectable on tickets that already have them.
-            from itsm.extensions import db
-            from itsm.users.models import User
-
             user = db.session.get(User, current_assignee_id)
             if user:
                 choices.append(SelectChoice(user.id, f"{user.display_name} (inactive)"))
