@@ -2,6 +2,7 @@
 
 from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
+from itsm.recurring.models import Holiday, RecurringTicketRun
 from itsm.schedules.models import (
     ClockedSchedule,
     CrontabSchedule,
@@ -17,4 +18,4 @@ from itsm.users.models import User
 __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
     "SolarSchedule",
-    "BoardColumn", "JobRun", "Comment", "Ticket", "TicketEvent", "User"]
+    "BoardColumn", "Holiday", "JobRun", "RecurringTicketRun", "Comment", "Ticket", "TicketEvent", "User"]

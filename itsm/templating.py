@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, request
 
-from itsm.tickets.models import PRIORITIES
+from itsm.tickets.models import CATCH_UP, OPEN_POLICIES, PRIORITIES
 
 
 def local_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -16,6 +16,13 @@ def local_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     if value is None:
         return ""
     return value.astimezone(ZoneInfo(current_app.config["TIME_ZONE"])).strftime(fmt)
+
+
+def in_zone(value: datetime | None, tz: str, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+    """Show an aware datetime in a given IANA zone (a recurring ticket's own)."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(tz)).strftime(fmt)
 
 
 def url_with(**params) -> str:
@@ -32,7 +39,9 @@ def url_with(**params) -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.filters["local_dt"] = local_dt
-    app.jinja_env.globals.update(url_with=url_with, PRIORITIES=PRIORITIES)
+    app.jinja_env.filters["in_zone"] = in_zone
+    app.jinja_env.globals.update(url_with=url_with, PRIORITIES=PRIORITIES, OPEN_POLICIES=OPEN_POLICIES,
+                                 CATCH_UP=CATCH_UP)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

@@ -51,3 +51,15 @@ def make_ticket(title: str | None = None, column_name: str = "New", actor: User 
 
 def make_column_named(name: str, done: bool = False) -> BoardColumn:
     return _committed(create_column(name, done))
+
+
+def make_template(title: str | None = None, *, start, actor: User | None = None, ticket_fields: dict | None = None,
+                  **rule) -> Ticket:
+    """A recurring template whose series starts at ``start``; ``rule`` holds recurrence_* values."""
+    from itsm.recurring import service as recurring
+    from itsm.recurring.forms import Recurrence
+
+    ticket = service.create_ticket(actor=actor, column=None, title=title or f"Recurring {next(_seq)}",
+                                   **(ticket_fields or {}))
+    recurring.make_template(ticket, actor, Recurrence.build(start, **rule))
+    return _committed(ticket)

@@ -10,6 +10,8 @@ from wtforms.validators import DataRequired, Email, Length, Optional
 from itsm.board.models import ordered_columns
 from itsm.extensions import db
 from itsm.formutil import options, strip
+from itsm.recurring import forms as recurrence_forms
+from itsm.recurring.forms import RecurrenceForm
 from itsm.tickets.models import PRIORITIES
 from itsm.users.models import User
 from itsm.users.service import active_users
@@ -21,7 +23,9 @@ def user_choices(empty_label: str) -> list[tuple[int, str]]:
     return options([(0, empty_label)] + [(u.id, u.display_name) for u in active_users()])
 
 
-class TicketForm(FlaskForm):
+class TicketForm(FlaskForm, RecurrenceForm):
+    """A ticket, or with ``is_recurring`` a template that opens one on a schedule."""
+
     title = StringField("Title", filters=[strip], validators=[DataRequired(), Length(max=200)])
     description = TextAreaField("Description", validators=[Length(max=20000)])
     priority = SelectField("Priority", coerce=int, choices=PRIORITY_CHOICES, default=2)
@@ -43,6 +47,19 @@ class TicketForm(FlaskForm):
             if user:
                 choices.append(SelectChoice(user.id, f"{user.display_name} (inactive)"))
         self.assignee_id.choices = choices
+
+    def validate(self, extra_validators=None) -> bool:
+        super().validate(extra_validators)
+        self.recurrence = None
+        if self.is_recurring.data:
+            self.recurrence = recurrence_forms.check(self)
+        else:
+            recurrence_forms.clear_errors(self)
+        return not self.errors
+
+
+class PreviewForm(RecurrenceForm):
+    """The preview endpoint's query string: the ticket form's recurrence controls only."""
 
 
 class CommentForm(FlaskForm):
@@ -73,7 +90,8 @@ class FilterForm(Form):
     column = SelectField("Column", validators=[Optional()])
     assignee = SelectField("Assignee", validators=[Optional()])
     priority = SelectField("Priority", validators=[Optional()])
-    archived = SelectField("Show", choices=options([("0", "Open tickets"), ("1", "Archived tickets")]),
+    archived = SelectField("Show", choices=options([("0", "Open tickets"), ("1", "Archived tickets"),
+                                                        ("recurring", "Recurring templates")]),
                            validators=[Optional()])
     sort = SelectField("Sort", choices=options(SORTS.items()), validators=[Optional()])
 

@@ -23,9 +23,9 @@ def escape_like(term: str) -> str:
 
 
 def filter_conditions(*, q: str = "", column: str = "", assignee: str = "", priority: str = "",
-                      archived: bool = False, me_id: int | None = None) -> list:
-    """WHERE clauses for already-validated filter values."""
-    conditions = [Ticket.is_archived.is_(archived)]
+                      archived: bool = False, me_id: int | None = None, recurring: bool = False) -> list:
+    """WHERE clauses for already-validated filter values: tickets, or (``recurring``) templates."""
+    conditions = [Ticket.is_recurring.is_(recurring), Ticket.is_archived.is_(archived)]
     if column:
         conditions.append(Ticket.column_id == int(column))
     if assignee == "me":

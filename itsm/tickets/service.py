@@ -47,18 +47,22 @@ def _apply_done_state(ticket: Ticket, old_column: BoardColumn | None, new_column
         ticket.done_at = None
 
 
-def create_ticket(*, actor: User | None, column: BoardColumn, title: str, description: str = "",
+def create_ticket(*, actor: User | None, column: BoardColumn | None, title: str, description: str = "",
                   priority: int = 2, assignee_id: int | None = None, requester_email: str | None = None,
                   category: str = "") -> Ticket:
     now = utcnow()
     ticket = Ticket(
-        title=title.strip(), description=description or "", priority=priority, column_id=column.id,
+        title=title.strip(), description=description or "", priority=priority,
+        column_id=column.id if column else None,
         assignee_id=assignee_id, requester_email=requester_email or None, category=(category or "").strip(),
         created_by_id=actor.id if actor else None, created_at=now, updated_at=now,
     )
+    db.session.add(ticket)
+    if column is None:  # a recurring template: it opens tickets, it is not on the board
+        record(ticket, "created", actor, {"title": [None, ticket.title]})
+        return ticket
     ticket.column = column
     _apply_done_state(ticket, None, column, now)
-    db.session.add(ticket)
     record(ticket, "created", actor, {"title": [None, ticket.title], "column": [None, column.name]})
     return ticket
 

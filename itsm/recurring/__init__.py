@@ -1,0 +1,1 @@
+"""Recurring tickets: templates that open a fresh ticket on a schedule."""

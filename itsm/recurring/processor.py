@@ -1,0 +1,201 @@
+"""Open the tickets recurring templates owe, set-based and exactly once.
+
+Due templates are read in batches in due order; each batch's occurrences are inserted
+in one statement, its templates advanced in another, and the batch committed once.
+Occurrences are unique on (template_id, occurrence_at) and inserted with ON CONFLICT
+DO NOTHING, so a retried job, two workers or a second scheduler can never open a
+ticket twice. On PostgreSQL the batch is claimed with FOR UPDATE SKIP LOCKED so
+several workers share the load; on SQLite a batch takes the write lock before it
+reads, so a second process waits and then sees the first one's work.
+
+Date math stays in Python (itsm.recurrence / dateutil): SQLite's "+1 month" rolls
+Jan 31 into March where PostgreSQL stops at Feb 28, and both databases must agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Connection, bindparam, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from itsm.board.models import BoardColumn
+from itsm.dbtypes import UTCDateTime, utcnow
+from itsm.extensions import db
+from itsm.recurring.models import Holiday
+from itsm.recurring.series import Series, plan, render_title
+from itsm.tickets.models import Ticket, TicketEvent
+
+BATCH_SIZE = 500
+tickets = Ticket.__table__
+events = TicketEvent.__table__
+
+_TEMPLATE_COLUMNS = [tickets.c[name] for name in (
+    "id", "title", "description", "priority", "category", "assignee_id", "requester_email", "recurrence_interval",
+    "recurrence_every", "recurrence_time_zone", "recurrence_anchor", "next_occurrence", "recurrence_due_at",
+    "recurrence_weekdays", "recurrence_monthly_mode", "recurrence_ordinal", "recurrence_ordinal_weekday",
+    "recurrence_weekdays_only", "recurrence_business_days", "recurrence_end_date", "recurrence_count",
+    "recurrence_position", "recurrence_lead_hours", "recurrence_open_policy", "recurrence_catch_up",
+)]
+
+
+@dataclass
+class Totals:
+    processed: int = 0  # due templates handled
+    created: int = 0  # tickets opened
+    skipped: int = 0  # due times that opened no ticket (catch-up, open policy, already there)
+    missed: int = 0  # due times that were already late when this pass came
+    ended: int = 0  # series that reached their end
+    planned: list[tuple[int, str, datetime]] = field(default_factory=list)  # dry run: (template, title, time)
+
+
+@dataclass(frozen=True)
+class _Board:
+    first: BoardColumn | None
+    done: BoardColumn | None
+    names: dict[int, str]
+
+    @classmethod
+    def load(cls, conn: Connection) -> _Board:
+        columns = conn.execute(select(BoardColumn.__table__).order_by("position", "id")).all()
+        done = next((c for c in columns if c.is_done_column), None)
+        return cls(first=columns[0] if columns else None, done=done, names={c.id: c.name for c in columns})
+
+
+def due_query(now: datetime, limit: int, after: tuple | None = None, lock: bool = False):
+    """Templates whose creation moment has come, in due order (served by ix_tickets_recurrence_due)."""
+    stmt = (select(*_TEMPLATE_COLUMNS)
+            .where(tickets.c.recurrence_due_at.is_not(None), tickets.c.recurrence_due_at <= now,
+                   tickets.c.is_recurring.is_(True), tickets.c.recurrence_active.is_(True),
+                   tickets.c.is_archived.is_(False))
+            .order_by(tickets.c.recurrence_due_at, tickets.c.id).limit(limit))
+    if after is not None:
+        stmt = stmt.where(tuple_(tickets.c.recurrence_due_at, tickets.c.id) > tuple_(*after))
+    if lock:
+        stmt = stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def _previous_occurrences(conn: Connection, template_ids: list[int]) -> dict[int, object]:
+    """Each template's latest occurrence (served by the (template_id, occurrence_at) unique index)."""
+    if not template_ids:
+        return {}
+    other = tickets.alias("other")
+    latest = (select(func.max(other.c.occurrence_at)).where(other.c.template_id == tickets.c.template_id)
+              .scalar_subquery())
+    rows = conn.execute(select(tickets.c.id, tickets.c.template_id, tickets.c.column_id, tickets.c.done_at,
+                               tickets.c.is_archived)
+                        .where(tickets.c.template_id.in_(template_ids), tickets.c.occurrence_at == latest)).all()
+    return {row.template_id: row for row in rows}
+
+
+def _insert(conn: Connection):
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    return insert(tickets).on_conflict_do_nothing(index_elements=["template_id", "occurrence_at"])
+
+
+def process_due(now: datetime | None = None, *, dry_run: bool = False, batch_size: int = BATCH_SIZE,
+                progress: Callable[[Totals], None] | None = None) -> Totals:
+    """Open every ticket that is due at ``now``; with ``dry_run``, only say what would be opened."""
+    now = now or utcnow()
+    totals = Totals()
+    cursor: tuple | None = None
+    with db.engine.connect() as conn:
+        holidays = frozenset(conn.scalars(select(Holiday.day)))
+        board = _Board.load(conn)
+        conn.rollback()  # end the reads' implicit transaction; each batch has its own
+        while True:
+            with conn.begin():
+                if conn.dialect.name == "sqlite" and not dry_run:
+                    # Take the write lock before reading: a second process then waits for this batch
+                    # and reads its result, instead of failing on a stale snapshot when it writes.
+                    conn.exec_driver_sql("UPDATE tickets SET id = id WHERE 0")
+                lock = conn.dialect.name == "postgresql" and not dry_run
+                rows = conn.execute(due_query(now, batch_size, cursor, lock)).all()
+                if not rows:
+                    break
+                cursor = (rows[-1].recurrence_due_at, rows[-1].id)
+                _process_batch(conn, rows, now, holidays, board, totals, dry_run)
+            if progress:
+                progress(totals)
+    return totals
+
+
+def _process_batch(conn: Connection, rows: list, now: datetime, holidays: frozenset[date], board: _Board,
+                   totals: Totals, dry_run: bool) -> None:
+    previous = _previous_occurrences(conn, [r.id for r in rows if r.recurrence_open_policy != "always"])
+    new_tickets, advances, to_close = [], [], {}
+    for row in rows:
+        lead = timedelta(hours=row.recurrence_lead_hours)
+        p = plan(Series.of(row, holidays), row.next_occurrence, row.recurrence_position, lead, now,
+                 row.recurrence_catch_up)
+        totals.processed += 1
+        totals.missed += p.missed
+        create = p.create
+        prev = previous.get(row.id)
+        prev_open = prev is not None and prev.done_at is None and not prev.is_archived
+        if create and prev_open and row.recurrence_open_policy == "skip_open":
+            create = []
+        elif create and prev_open and row.recurrence_open_policy == "close_previous":
+            to_close[row.id] = prev
+        totals.skipped += p.due - len(create)
+        if p.next_occurrence is None:
+            totals.ended += 1
+        advances.append({
+            "b_id": row.id, "b_next": p.next_occurrence, "b_position": p.position,
+            "b_due": p.next_occurrence - lead if p.next_occurrence else None,
+        })
+        for when in create:
+            title = render_title(row.title, when, row.recurrence_time_zone)
+            if dry_run:
+                totals.planned.append((row.id, title, when))
+                continue
+            new_tickets.append({
+                "title": title, "description": row.description, "priority": row.priority, "category": row.category,
+                "assignee_id": row.assignee_id, "requester_email": row.requester_email,
+                "column_id": board.first.id if board.first else None,
+                "done_at": now if board.first is not None and board.first.is_done_column else None,
+                "template_id": row.id, "occurrence_at": when, "created_at": now, "updated_at": now,
+            })
+    if dry_run:
+        return
+    if new_tickets and board.first is None:
+        raise RuntimeError("the board has no columns to open recurring tickets in")
+    created = []
+    if new_tickets:
+        stmt = _insert(conn).returning(tickets.c.id, tickets.c.template_id, tickets.c.title)
+        created = conn.execute(stmt, new_tickets).all()
+    totals.created += len(created)
+    totals.skipped += len(new_tickets) - len(created)  # already opened by an earlier pass
+    history = [{"ticket_id": c.id, "actor_id": None, "kind": "created", "created_at": now,
+                "changes": {"title": [None, c.title], "column": [None, board.first.name],
+                            "template": [None, f"#{c.template_id}"]}} for c in created]
+    closing = [to_close[c.template_id] for c in created if c.template_id in to_close]
+    history += _close(conn, closing, board, now)
+    if history:
+        conn.execute(events.insert(), history)
+    conn.execute(
+        update(tickets).where(tickets.c.id == bindparam("b_id")).values(
+            next_occurrence=bindparam("b_next", type_=UTCDateTime()),
+            recurrence_due_at=bindparam("b_due", type_=UTCDateTime()),
+            recurrence_position=bindparam("b_position"), recurrence_last_run_at=now),
+        advances)
+
+
+def _close(conn: Connection, previous: list, board: _Board, now: datetime) -> list[dict]:
+    """Move each still-open previous occurrence to the done column (or archive it if there is none)."""
+    if not previous:
+        return []
+    ids = list({p.id for p in previous})
+    if board.done is not None:
+        conn.execute(update(tickets).where(tickets.c.id.in_(ids))
+                     .values(column_id=board.done.id, done_at=now, updated_at=now))
+        return [{"ticket_id": p.id, "actor_id": None, "kind": "moved", "created_at": now,
+                 "changes": {"column": [board.names.get(p.column_id), board.done.name]}} for p in previous]
+    conn.execute(update(tickets).where(tickets.c.id.in_(ids)).values(is_archived=True, archived_at=now,
+                                                                      updated_at=now))
+    return [{"ticket_id": p.id, "actor_id": None, "kind": "archived", "created_at": now,
+             "changes": {"archived": [False, True]}} for p in previous]

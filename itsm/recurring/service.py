@@ -1,0 +1,128 @@
+"""Recurring templates: create, change the rule, pause and resume. Callers commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from itsm.dbtypes import utcnow
+from itsm.extensions import db
+from itsm.recurring.forms import Recurrence
+from itsm.recurring.models import Holiday
+from itsm.recurring.series import Series
+from itsm.tickets.models import Ticket
+from itsm.tickets.service import record
+from itsm.users.models import User
+
+RULE_COLUMNS = (
+    "recurrence_interval", "recurrence_every", "recurrence_time_zone", "recurrence_weekdays",
+    "recurrence_monthly_mode", "recurrence_ordinal", "recurrence_ordinal_weekday", "recurrence_weekdays_only",
+    "recurrence_business_days", "recurrence_end_date", "recurrence_count",
+)
+
+
+def holidays() -> frozenset:
+    return frozenset(db.session.scalars(db.select(Holiday.day)))
+
+
+def series_of(ticket: Ticket) -> Series:
+    return Series.of(ticket, holidays())
+
+
+def summary(ticket: Ticket) -> str:
+    """"every month on the last Friday at 09:00 (Europe/Berlin), 12 times"."""
+    series = Series.of(ticket)
+    anchor = ticket.recurrence_anchor.astimezone(ZoneInfo(ticket.recurrence_time_zone))
+    text = f"{series.rule.describe()} at {anchor:%H:%M} ({ticket.recurrence_time_zone})"
+    if ticket.recurrence_count:
+        text += f", {ticket.recurrence_count} time{'s' if ticket.recurrence_count != 1 else ''} in all"
+    return text[0].upper() + text[1:]
+
+
+def upcoming(ticket: Ticket, n: int = 5) -> list:
+    if ticket.next_occurrence is None:
+        return []
+    return series_of(ticket).upcoming(ticket.next_occurrence, ticket.recurrence_position, n)
+
+
+def _reschedule(ticket: Ticket, recurrence: Recurrence) -> None:
+    """Start the series at the entered time (or the first time after it that fits the rule)."""
+    series = Series(rule=recurrence.series.rule, anchor=recurrence.start, tz=recurrence.series.tz,
+                    count=recurrence.series.count)
+    first = series.first()  # None: the rule ends before it starts (the form refuses that)
+    ticket.recurrence_anchor = first or recurrence.start
+    ticket.next_occurrence = first
+    ticket.recurrence_position = 0
+    _set_due(ticket)
+
+
+def _set_due(ticket: Ticket) -> None:
+    ticket.recurrence_due_at = (ticket.next_occurrence - timedelta(hours=ticket.recurrence_lead_hours)
+                                if ticket.next_occurrence is not None else None)
+
+
+def make_template(ticket: Ticket, actor: User | None, recurrence: Recurrence) -> None:
+    """Make a new, column-less ticket a template and start its series."""
+    ticket.is_recurring = True
+    for name, value in recurrence.values.items():
+        setattr(ticket, name, value)
+    _reschedule(ticket, recurrence)
+    ticket.recurrence_active = True
+    record(ticket, "scheduled", actor, {"recurrence": [None, summary(ticket)],
+                                        "next occurrence": [None, _iso(ticket.next_occurrence)]})
+
+
+def change_rule(ticket: Ticket, actor: User | None, recurrence: Recurrence) -> dict:
+    """Apply the form's rule; the series restarts only when the rule or its next time changed."""
+    before = (summary(ticket), ticket.next_occurrence)
+    rule_changed = any(getattr(ticket, c) != recurrence.values[c] for c in RULE_COLUMNS)
+    moved = ticket.next_occurrence is None or recurrence.start != _shown_start(ticket)
+    for name, value in recurrence.values.items():
+        setattr(ticket, name, value)
+    if rule_changed or moved:
+        _reschedule(ticket, recurrence)
+    else:
+        _set_due(ticket)
+    changes = {}
+    after = (summary(ticket), ticket.next_occurrence)
+    if before[0] != after[0]:
+        changes["recurrence"] = list((before[0], after[0]))
+    if before[1] != after[1]:
+        changes["next occurrence"] = [_iso(before[1]), _iso(after[1])]
+    if changes:
+        ticket.updated_at = utcnow()
+        record(ticket, "updated", actor, changes)
+    return changes
+
+
+def _shown_start(ticket: Ticket):
+    """The next occurrence as the form showed it: to the minute."""
+    return ticket.next_occurrence.replace(second=0, microsecond=0) if ticket.next_occurrence else None
+
+
+def _iso(value) -> str | None:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else None
+
+
+def set_active(ticket: Ticket, actor: User | None, active: bool) -> bool:
+    """Pause or resume. Resuming never floods: a series that fell behind restarts at its next time
+    after now (the missed times are counted as skipped, not created)."""
+    if ticket.recurrence_active == active:
+        return False
+    ticket.recurrence_active = active
+    now = utcnow()
+    if active and ticket.next_occurrence is not None and ticket.recurrence_due_at <= now:
+        series = series_of(ticket)
+        current = ticket.next_occurrence
+        lead = timedelta(hours=ticket.recurrence_lead_hours)
+        position = ticket.recurrence_position
+        while current is not None and current - lead <= now and (series.count is None or position < series.count):
+            position += 1
+            current = series.after(current)
+        if series.count is not None and position >= series.count:
+            current = None
+        ticket.next_occurrence, ticket.recurrence_position = current, position
+        _set_due(ticket)
+    ticket.updated_at = now
+    record(ticket, "resumed" if active else "paused", actor, {"active": [not active, active]})
+    return True

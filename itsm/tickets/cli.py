@@ -1,0 +1,48 @@
+"""``flask tickets ...``: ticket work done from the command line."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from itsm.dbtypes import utcnow
+from itsm.recurring import runs
+from itsm.recurring.processor import Totals, process_due
+
+tickets_cli = AppGroup("tickets", help="Tickets and recurring tickets.")
+
+
+def _progress(totals: Totals) -> None:
+    if sys.stderr.isatty():
+        click.echo(f"\r  {totals.processed} template(s) processed, {totals.created} ticket(s) created",
+                   err=True, nl=False)
+
+
+@tickets_cli.command("process-recurring")
+@click.option("--dry-run", is_flag=True, help="Show which tickets would be created; change nothing.")
+def process_recurring(dry_run: bool) -> None:
+    """Create the recurring tickets that are due now (exactly once each)."""
+    now = utcnow()
+    if dry_run:
+        totals = process_due(now, dry_run=True, progress=_progress)
+        _end_progress()
+        for template_id, title, when in totals.planned:
+            click.echo(f"would create  {when:%Y-%m-%d %H:%M} UTC  from template #{template_id}: {title}")
+        click.echo(f"Dry run: {totals.processed} template(s) due, {len(totals.planned)} ticket(s) would be "
+                   f"created, {totals.skipped} due time(s) skipped, {totals.missed} missed. Nothing was changed.")
+        return
+    try:
+        run_id, totals = runs.run(trigger="cli", now=now, progress=_progress)
+    except Exception as err:  # recorded on the run; the operator gets one line, not a traceback
+        _end_progress()
+        raise click.ClickException(f"processing failed: {type(err).__name__}: {err}") from None
+    _end_progress()
+    click.echo(f"Run #{run_id}: {totals.processed} template(s) due, {totals.created} ticket(s) created, "
+               f"{totals.skipped} due time(s) skipped, {totals.missed} missed, {totals.ended} series ended.")
+
+
+def _end_progress() -> None:
+    if sys.stderr.isatty():
+        click.echo(err=True)
