@@ -17,6 +17,7 @@ from itsm.automation.models import RUN_STATUSES, JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.formutil import options
+from itsm.recurring import health as recurring_health
 from itsm.tickets.forms import ActionForm
 from itsm.tickets.queries import Page
 from jobs import registry
@@ -48,7 +49,8 @@ def index():
         abort(400, "The page number must be a whole number of 1 or more.")
     page_number = int(raw_page)
     if not form.validate():
-        return render_template("automation/index.html", form=form, page=None, failures_24h=None), 400
+        return render_template("automation/index.html", form=form, page=None, failures_24h=None,
+                               recurring=recurring_health.collect()), 400
     conditions = []
     if form.task.data:
         conditions.append(JobRun.task_name == form.task.data)
@@ -65,7 +67,8 @@ def index():
     since = utcnow() - timedelta(hours=24)
     failures_24h = db.session.scalar(db.select(func.count(JobRun.id)).where(
         JobRun.status.in_(("failed", "lost")), JobRun.created_at >= since))
-    return render_template("automation/index.html", form=form, page=page, failures_24h=failures_24h)
+    return render_template("automation/index.html", form=form, page=page, failures_24h=failures_24h,
+                           recurring=recurring_health.collect())
 
 
 @bp.get("/runs/<int:run_id>")

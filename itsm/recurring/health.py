@@ -1,0 +1,144 @@
+"""The recurring-tickets health section of /admin/automation: is it running, and is it keeping up?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from markupsafe import Markup, escape
+from sqlalchemy import func
+
+from itsm.dbtypes import utcnow
+from itsm.extensions import db
+from itsm.recurring.models import RecurringTicketRun
+from itsm.schedules.describe import period_of
+from itsm.schedules.models import PeriodicTask
+from itsm.tickets.models import Ticket
+
+TASK = "process_recurring_tickets"
+DEFAULT_PERIOD = timedelta(minutes=5)
+
+
+@dataclass
+class Health:
+    last: RecurringTicketRun | None
+    last_success: RecurringTicketRun | None
+    schedule: PeriodicTask | None
+    period: timedelta
+    warning: str | None
+    week: dict  # runs, errors, created, skipped, missed over the last 7 days
+    failures: list[RecurringTicketRun]
+    upcoming: list[Ticket]
+    chart: Markup
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+def _warning(schedule: PeriodicTask | None, last_success: RecurringTicketRun | None, period: timedelta,
+             now: datetime) -> str | None:
+    if schedule is None:
+        return "No periodic job runs process_recurring_tickets: run `flask schedules sync`."
+    if not schedule.enabled:
+        return f"The periodic job {schedule.name} is disabled: no recurring tickets are being opened."
+    if last_success is None:
+        since = now - (schedule.date_changed or schedule.created_at)
+        if since > 2 * period:
+            return (f"No successful run yet, {_age(since)} after the schedule was set up: "
+                    "check the worker and scheduler.")
+        return None
+    age = now - (last_success.finished_at or last_success.started_at)
+    if age > 2 * period:
+        return (f"The last successful run was {_age(age)} ago, more than twice the schedule's period "
+                f"({_age(period)}): recurring tickets are not being opened. Check the worker and scheduler.")
+    return None
+
+
+def collect(now: datetime | None = None) -> Health:
+    now = now or utcnow()
+    schedule = db.session.scalars(db.select(PeriodicTask).where(PeriodicTask.task == TASK)
+                                  .order_by(PeriodicTask.enabled.desc(), PeriodicTask.id)).first()
+    period = (period_of(schedule, now) if schedule else None) or DEFAULT_PERIOD
+    newest = db.select(RecurringTicketRun).order_by(RecurringTicketRun.started_at.desc(), RecurringTicketRun.id.desc())
+    last = db.session.scalars(newest.limit(1)).first()
+    last_success = db.session.scalars(newest.where(RecurringTicketRun.status == "success").limit(1)).first()
+    since = now - timedelta(days=7)
+    week_rows = db.session.execute(
+        db.select(RecurringTicketRun.started_at, RecurringTicketRun.duration_seconds, RecurringTicketRun.status,
+                  RecurringTicketRun.total_created)
+        .where(RecurringTicketRun.started_at >= since).order_by(RecurringTicketRun.started_at)).all()
+    totals = db.session.execute(
+        db.select(func.count(), func.coalesce(func.sum(RecurringTicketRun.total_created), 0),
+                  func.coalesce(func.sum(RecurringTicketRun.total_skipped), 0),
+                  func.coalesce(func.sum(RecurringTicketRun.missed), 0))
+        .where(RecurringTicketRun.started_at >= since)).one()
+    failures = db.session.scalars(newest.where(RecurringTicketRun.status == "error",
+                                               RecurringTicketRun.started_at >= since).limit(5)).all()
+    upcoming = db.session.scalars(
+        db.select(Ticket).where(Ticket.is_recurring.is_(True), Ticket.recurrence_active.is_(True),
+                                Ticket.is_archived.is_(False), Ticket.recurrence_due_at.is_not(None))
+        .order_by(Ticket.recurrence_due_at, Ticket.id).limit(10)).all()
+    return Health(
+        last=last, last_success=last_success, schedule=schedule, period=period,
+        warning=_warning(schedule, last_success, period, now),
+        week={"runs": totals[0], "created": totals[1], "skipped": totals[2], "missed": totals[3],
+              "errors": sum(1 for r in week_rows if r.status == "error")},
+        failures=failures, upcoming=upcoming, chart=chart(week_rows, now),
+    )
+
+
+def chart(rows, now: datetime, hours: int = 168) -> Markup:
+    """Runs per hour (light bars) and the longest run of each hour (dark bars, red when one failed),
+    over the last ``hours``; an empty stretch means nothing ran."""
+    width, lane, gap, left = 840, 60, 14, 44
+    step = (width - left) / hours
+    bar = step * 0.8
+    start = now - timedelta(hours=hours)
+    buckets = [{"runs": 0, "max": 0.0, "errors": 0, "created": 0} for _ in range(hours)]
+    for row in rows:
+        index = int((row.started_at - start).total_seconds() // 3600)
+        if 0 <= index < hours:
+            bucket = buckets[index]
+            bucket["runs"] += 1
+            bucket["max"] = max(bucket["max"], row.duration_seconds or 0.0)
+            bucket["errors"] += row.status == "error"
+            bucket["created"] += row.total_created or 0
+    most_runs = max([b["runs"] for b in buckets] + [1])
+    longest = max([b["max"] for b in buckets] + [0.001])
+    height = 2 * lane + gap + 28
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="Recurring-ticket runs per hour and their longest duration, last 7 days">']
+    parts.append(f'<text x="0" y="10">runs/h</text><text x="0" y="22">max {most_runs}</text>')
+    parts.append(f'<text x="0" y="{lane + gap + 10}">duration</text>'
+                 f'<text x="0" y="{lane + gap + 22}">max {longest:.2f} s</text>')
+    for i, b in enumerate(buckets):
+        if not b["runs"]:
+            continue
+        x = left + i * step
+        hour = start + timedelta(hours=i)
+        tip = (f"{hour:%a %d %b %H}:00 UTC: {b['runs']} run(s), {b['errors']} failed, "
+               f"longest {b['max']:.3f} s, {b['created']} ticket(s) created")
+        h_runs = max(1.0, lane * b["runs"] / most_runs)
+        h_dur = max(1.0, lane * b["max"] / longest)
+        parts.append(f'<g><title>{escape(tip)}</title>'
+                     f'<rect class="runs" x="{x:.1f}" y="{lane - h_runs:.1f}" width="{bar:.2f}" height="{h_runs:.1f}"/>'
+                     f'<rect class="bar{" error" if b["errors"] else ""}" x="{x:.1f}" '
+                     f'y="{2 * lane + gap - h_dur:.1f}" width="{bar:.2f}" height="{h_dur:.1f}"/></g>')
+    base = 2 * lane + gap
+    parts.append(f'<line class="axis" x1="{left}" y1="{lane}" x2="{width}" y2="{lane}"/>')
+    parts.append(f'<line class="axis" x1="{left}" y1="{base}" x2="{width}" y2="{base}"/>')
+    for day in range(8):
+        x = left + day * 24 * step
+        label = (start + timedelta(days=day)).strftime("%a %d")
+        parts.append(f'<line class="axis" x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}"/>'
+                     f'<text x="{x:.1f}" y="{base + 16}">{label}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 -- built from numbers and escaped text only

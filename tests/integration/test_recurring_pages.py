@@ -1,0 +1,236 @@
+"""Recurring tickets through the pages: the form, its checks, the preview, the template page, holidays."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from itsm.extensions import db
+from itsm.recurring.models import Holiday, RecurringTicketRun
+from itsm.recurring.processor import process_due
+from itsm.schedules import sync
+from itsm.tickets.models import Ticket, TicketEvent
+from jobs.schedule import entries
+from tests import factories
+
+
+def count() -> int:
+    return db.session.scalar(sa.select(sa.func.count(Ticket.id)))
+
+
+@pytest.fixture
+def form(ids):
+    def build(**overrides) -> dict:
+        values = {"title": "Weekly patch check {date}", "description": "Run the patch report", "priority": "2",
+                  "column_id": str(ids.columns["New"]), "assignee_id": "0", "requester_email": "",
+                  "category": "Patching", "is_recurring": "y", "recurrence_every": "1",
+                  "recurrence_interval": "weekly", "recurrence_weekdays": ["0"],
+                  "next_occurrence": "2027-03-22T09:00", "recurrence_time_zone": "Europe/Berlin",
+                  "recurrence_monthly_mode": "day", "recurrence_ordinal": "1", "recurrence_ordinal_weekday": "0",
+                  "recurrence_business_days": "", "recurrence_lead_hours": "0", "recurrence_ends": "never",
+                  "recurrence_end_date": "", "recurrence_count": "", "recurrence_open_policy": "always",
+                  "recurrence_catch_up": "latest"}
+        values.update(overrides)
+        return {k: v for k, v in values.items() if v is not None}
+    return build
+
+
+def test_create_a_recurring_ticket(app, client, auth, form):
+    auth.login()
+    response = auth.post("/tickets/new", form())
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with app.app_context():
+        template = db.session.scalar(sa.select(Ticket))
+        assert response.location.endswith(f"/tickets/{template.id}")
+        assert template.is_recurring and template.column_id is None and template.recurrence_active
+        assert (template.recurrence_interval, template.recurrence_every, template.recurrence_weekdays) == (
+            "weekly", 1, "0")
+        # 09:00 in Berlin (CET, UTC+1) is 08:00 UTC; the creation moment is the occurrence (no lead).
+        assert template.next_occurrence == datetime(2027, 3, 22, 8, 0, tzinfo=UTC) == template.recurrence_due_at
+        assert [e.kind for e in db.session.scalars(sa.select(TicketEvent).order_by(TicketEvent.id))] == [
+            "created", "scheduled"]
+    page = client.get(response.location).get_data(as_text=True)
+    assert "Every week on Monday at 09:00 (Europe/Berlin)" in page
+    assert "Mon 2027-03-29 09:00 CEST" in page  # the next five in the template's zone, across the DST change
+    # Templates stay off the board and out of the ticket list; they have their own list.
+    assert "Weekly patch check" not in client.get("/board").get_data(as_text=True)
+    assert "Weekly patch check" not in client.get("/tickets").get_data(as_text=True)
+    assert "Weekly patch check" in client.get("/tickets?archived=recurring").get_data(as_text=True)
+
+
+def test_next_occurrence_moves_to_the_first_time_that_fits_the_rule(app, auth, form):
+    auth.login()
+    response = auth.post("/tickets/new", form(next_occurrence="2027-03-23T09:00"))  # a Tuesday; rule: Mondays
+    assert response.status_code == 302
+    with app.app_context():
+        template = db.session.scalar(sa.select(Ticket))
+        assert template.next_occurrence == datetime(2027, 3, 29, 7, 0, tzinfo=UTC)  # Monday 09:00 CEST
+
+
+@pytest.mark.parametrize("overrides, field, message", [
+    ({"recurrence_every": "0"}, "recurrence_every", "between 1 and 1000"),
+    ({"recurrence_every": "100000"}, "recurrence_every", "between 1 and 1000"),
+    ({"recurrence_every": "often"}, "recurrence_every", "Not a valid integer"),
+    ({"next_occurrence": ""}, "next_occurrence", "needs the date and time of its next occurrence"),
+    ({"next_occurrence": "tomorrow"}, "next_occurrence", "Not a valid datetime"),
+    ({"recurrence_time_zone": "Mars/Olympus"}, "recurrence_time_zone", "Unknown time zone"),
+    ({"recurrence_ends": "on_date", "recurrence_end_date": "2027-01-01"}, "recurrence_end_date",
+     "before the first occurrence"),
+    ({"recurrence_ends": "after_count", "recurrence_count": "0"}, "recurrence_count", "between 1 and"),
+    ({"recurrence_ends": "after_count", "recurrence_count": ""}, "recurrence_count", "how many times"),
+    ({"recurrence_interval": "daily"}, "recurrence_weekdays", "weekly rules only"),
+    ({"recurrence_weekdays_only": "y"}, "recurrence_weekdays_only", "daily rules only"),
+    ({"recurrence_interval": "daily", "recurrence_weekdays": None, "recurrence_monthly_mode": "last_day"},
+     "recurrence_monthly_mode", "monthly rules only"),
+    ({"recurrence_open_policy": "skip_open", "recurrence_catch_up": "all"}, "recurrence_catch_up", "only works"),
+    ({"recurrence_lead_hours": "-3"}, "recurrence_lead_hours", "between 0 and"),
+    ({"recurrence_interval": "hourly"}, "recurrence_interval", "Not a valid choice"),
+])
+def test_bad_rules_are_field_errors_and_save_nothing(app, auth, form, overrides, field, message):
+    auth.login()
+    response = auth.post("/tickets/new", form(**overrides))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    errors = re.findall(rf'<p class="error" id="{field}-error">([^<]*)</p>', page)
+    assert any(message in e for e in errors), (errors, page[page.find("has-error") - 300:][:900])
+    with app.app_context():
+        assert count() == 0
+
+
+def test_a_plain_ticket_ignores_the_hidden_recurrence_controls(app, auth, form):
+    auth.login()
+    response = auth.post("/tickets/new", form(is_recurring=None, recurrence_every="often", next_occurrence=""))
+    assert response.status_code == 302
+    with app.app_context():
+        ticket = db.session.scalar(sa.select(Ticket))
+        assert not ticket.is_recurring and ticket.column_id is not None and ticket.next_occurrence is None
+
+
+def test_preview_endpoint(client, auth, form):
+    auth.login()
+    query = {k: v for k, v in form(recurrence_interval="monthly", recurrence_weekdays=None,
+                                   recurrence_monthly_mode="ordinal", recurrence_ordinal="-1",
+                                   recurrence_ordinal_weekday="4", next_occurrence="2027-01-01T09:00").items()
+             if k.startswith("recurrence_") or k == "next_occurrence"}
+    response = client.get("/tickets/recurrence-preview", query_string=query)
+    assert response.status_code == 200
+    times = re.findall(r"<time[^>]*>([^<]*)</time>", response.get_data(as_text=True))
+    assert times == ["Fri 2027-01-29 09:00 CET", "Fri 2027-02-26 09:00 CET", "Fri 2027-03-26 09:00 CET",
+                     "Fri 2027-04-30 09:00 CEST", "Fri 2027-05-28 09:00 CEST"]
+    bad = client.get("/tickets/recurrence-preview", query_string={**query, "recurrence_time_zone": "Nowhere"})
+    assert bad.status_code == 400 and "Unknown time zone" in bad.get_data(as_text=True)
+
+
+def test_preview_stops_at_the_end_of_a_counted_series(client, auth, form):
+    auth.login()
+    query = {k: v for k, v in form(recurrence_ends="after_count", recurrence_count="2").items()
+             if k.startswith("recurrence_") or k == "next_occurrence"}
+    page = client.get("/tickets/recurrence-preview", query_string=query).get_data(as_text=True)
+    assert len(re.findall(r"<time", page)) == 2
+
+
+def test_preview_button_works_without_javascript_and_saves_nothing(app, auth, form):
+    auth.login()
+    response = auth.post("/tickets/new", form(preview="1"))
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "Mon 2027-03-22 09:00 CET" in page and len(re.findall(r"<time", page)) == 5
+    with app.app_context():
+        assert count() == 0
+
+
+def test_template_page_lists_its_occurrences(app, client, auth):
+    start = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    with app.app_context():
+        template = factories.make_template("Check {date}", start=start, recurrence_interval="weekly")
+        for week in range(3):
+            process_due(start + timedelta(weeks=week, minutes=1))
+    auth.login()
+    page = client.get(f"/tickets/{template.id}").get_data(as_text=True)
+    assert "Tickets opened by this template" in page
+    assert [m for m in re.findall(r">(Check [0-9-]+)</a>", page)] == [
+        "Check 2026-11-16", "Check 2026-11-09", "Check 2026-11-02"]
+    with app.app_context():
+        occurrence = db.session.scalar(sa.select(Ticket).where(Ticket.template_id == template.id).limit(1))
+    detail = client.get(f"/tickets/{occurrence.id}").get_data(as_text=True)
+    assert f"from template #{template.id}" in detail
+
+
+def test_edit_a_template_and_pause_it(app, client, auth, form):
+    with app.app_context():
+        template = factories.make_template("Backup check", start=datetime(2027, 1, 4, 9, tzinfo=UTC),
+                                           recurrence_interval="weekly")
+    auth.login()
+    page = client.get(f"/tickets/{template.id}/edit").get_data(as_text=True)
+    assert 'value="2027-01-04T09:00"' in page and 'name="column_id"' not in page
+    response = auth.post(f"/tickets/{template.id}/edit", form(
+        title="Backup check", recurrence_time_zone="UTC", recurrence_interval="monthly", recurrence_weekdays=None,
+        recurrence_monthly_mode="last_day", next_occurrence="2027-01-04T09:00"))
+    assert response.status_code == 302, response.get_data(as_text=True)
+    with app.app_context():
+        edited = db.session.get(Ticket, template.id)
+        assert edited.recurrence_monthly_mode == "last_day" and edited.column_id is None
+        assert edited.next_occurrence == datetime(2027, 1, 31, 9, tzinfo=UTC)
+    assert auth.post(f"/tickets/{template.id}/pause").status_code == 302
+    with app.app_context():
+        assert not db.session.get(Ticket, template.id).recurrence_active
+        assert process_due(datetime(2027, 2, 1, tzinfo=UTC)).processed == 0
+    assert "paused" in client.get(f"/tickets/{template.id}").get_data(as_text=True)
+    assert auth.post(f"/tickets/{template.id}/resume").status_code == 302
+    with app.app_context():
+        resumed = db.session.get(Ticket, template.id)
+        assert resumed.recurrence_active
+
+
+def test_a_template_cannot_be_moved_onto_the_board(app, auth, ids):
+    with app.app_context():
+        template = factories.make_template(start=datetime(2027, 1, 4, 9, tzinfo=UTC), recurrence_interval="weekly")
+    auth.login()
+    response = auth.post(f"/tickets/{template.id}/move", {"column_id": str(ids.columns["New"])})
+    assert response.status_code == 400
+
+
+def test_automation_page_shows_recurring_health(app, client, auth):
+    now = datetime.now(UTC)
+    auth.login()
+    with app.app_context():
+        assert "No periodic job runs process_recurring_tickets" in client.get("/admin/automation").get_data(
+            as_text=True)
+        sync.sync(entries())
+        factories.make_template("Soon", start=now + timedelta(hours=2), recurrence_interval="daily")
+        db.session.add(RecurringTicketRun(started_at=now - timedelta(hours=3), finished_at=now - timedelta(hours=3),
+                                          status="success", total_processed=4, total_created=3, duration_seconds=0.25))
+        db.session.add(RecurringTicketRun(started_at=now - timedelta(hours=2), finished_at=now - timedelta(hours=2),
+                                          status="error", error_message="OperationalError: server closed",
+                                          duration_seconds=0.5))
+        db.session.commit()
+    page = client.get("/admin/automation").get_data(as_text=True)
+    section = page[page.index('id="recurring-health"'):]
+    assert "<svg" in section and section.count("<rect") == 4  # two hours with a run: two bars each
+    assert "OperationalError: server closed" in section and "Soon" in section
+    assert 'role="alert"' in section and "more than twice the schedule" in section  # last success 3 h ago
+    with app.app_context():
+        db.session.add(RecurringTicketRun(started_at=now - timedelta(minutes=1), finished_at=now,
+                                          status="success", duration_seconds=0.1))
+        db.session.commit()
+    page = client.get("/admin/automation").get_data(as_text=True)
+    assert "more than twice the schedule" not in page
+
+
+def test_holidays_admin(app, client, auth):
+    auth.login()
+    assert auth.post("/admin/holidays", {"day": "2026-12-25", "name": "Christmas"}).status_code == 302
+    duplicate = auth.post("/admin/holidays", {"day": "2026-12-25", "name": "Again"})
+    assert duplicate.status_code == 400 and "already a holiday" in duplicate.get_data(as_text=True)
+    bad = auth.post("/admin/holidays", {"day": "soon"})
+    assert bad.status_code == 400
+    with app.app_context():
+        holiday = db.session.scalar(sa.select(Holiday))
+        assert holiday.name == "Christmas"
+    assert "Christmas" in client.get("/admin/holidays").get_data(as_text=True)
+    assert auth.post(f"/admin/holidays/{holiday.id}/delete").status_code == 302
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Holiday.id))) == 0
