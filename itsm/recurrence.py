@@ -64,8 +64,10 @@ def next_occurrence(anchor: datetime, interval: str, every: int, after: datetime
     zone = ZoneInfo(tz)
     anchor_local = anchor.astimezone(zone).replace(tzinfo=None)
     after_local = after.astimezone(zone).replace(tzinfo=None)
-    k = max(0, _estimate(anchor_local, after_local, interval, every) - 2)
-    for _ in range(16):  # the estimate is within a couple of steps; DST never moves it by more
+    # The estimate's occurrence is never more than a step before the answer, and the one before it
+    # is always at or before ``after``: a step (a day at least) outweighs any UTC offset change.
+    k = max(0, _estimate(anchor_local, after_local, interval, every))
+    for _ in range(16):
         candidate = occurrence(anchor_local, interval, every, k, zone)
         if candidate > after:
             return candidate

@@ -18,13 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, func, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, func, select, tuple_, update
 
 from itsm.board.models import BoardColumn
-from itsm.dbtypes import UTCDateTime, utcnow
+from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.recurring import bulk
 from itsm.recurring.models import Holiday
 from itsm.recurring.series import Series, plan, render_title
 from itsm.tickets.models import Ticket, TicketEvent
@@ -92,11 +91,6 @@ def _previous_occurrences(conn: Connection, template_ids: list[int]) -> dict[int
     return {row.template_id: row for row in rows}
 
 
-def _insert(conn: Connection):
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    return insert(tickets).on_conflict_do_nothing(index_elements=["template_id", "occurrence_at"])
-
-
 def process_due(now: datetime | None = None, *, dry_run: bool = False, batch_size: int = BATCH_SIZE,
                 progress: Callable[[Totals], None] | None = None) -> Totals:
     """Open every ticket that is due at ``now``; with ``dry_run``, only say what would be opened."""
@@ -144,10 +138,8 @@ def _process_batch(conn: Connection, rows: list, now: datetime, holidays: frozen
         totals.skipped += p.due - len(create)
         if p.next_occurrence is None:
             totals.ended += 1
-        advances.append({
-            "b_id": row.id, "b_next": p.next_occurrence, "b_position": p.position,
-            "b_due": p.next_occurrence - lead if p.next_occurrence else None,
-        })
+        advances.append((row.id, p.next_occurrence, p.next_occurrence - lead if p.next_occurrence else None,
+                         p.position))
         for when in create:
             title = render_title(row.title, when, row.recurrence_time_zone)
             if dry_run:
@@ -155,37 +147,24 @@ def _process_batch(conn: Connection, rows: list, now: datetime, holidays: frozen
                 continue
             new_tickets.append({
                 "title": title, "description": row.description, "priority": row.priority, "category": row.category,
-                "assignee_id": row.assignee_id, "requester_email": row.requester_email,
-                "column_id": board.first.id if board.first else None,
-                "done_at": now if board.first is not None and board.first.is_done_column else None,
-                "template_id": row.id, "occurrence_at": when, "created_at": now, "updated_at": now,
+                "assignee_id": row.assignee_id, "requester_email": row.requester_email, "template_id": row.id,
+                "occurrence_at": when,
             })
     if dry_run:
         return
     if new_tickets and board.first is None:
         raise RuntimeError("the board has no columns to open recurring tickets in")
-    created = []
-    if new_tickets:
-        stmt = _insert(conn).returning(tickets.c.id, tickets.c.template_id, tickets.c.title)
-        created = conn.execute(stmt, new_tickets).all()
+    first = board.first
+    created = bulk.insert_occurrences(conn, new_tickets, first, now if first and first.is_done_column else None,
+                                      now) if new_tickets else []
     totals.created += len(created)
     totals.skipped += len(new_tickets) - len(created)  # already opened by an earlier pass
-    history = [{"ticket_id": c.id, "actor_id": None, "kind": "created", "created_at": now,
-                "changes": {"title": [None, c.title], "column": [None, board.first.name],
-                            "template": [None, f"#{c.template_id}"]}} for c in created]
-    closing = [to_close[c.template_id] for c in created if c.template_id in to_close]
-    history += _close(conn, closing, board, now)
-    if history:
-        conn.execute(events.insert(), history)
-    conn.execute(
-        update(tickets).where(tickets.c.id == bindparam("b_id")).values(
-            next_occurrence=bindparam("b_next", type_=UTCDateTime()),
-            recurrence_due_at=bindparam("b_due", type_=UTCDateTime()),
-            recurrence_position=bindparam("b_position"), recurrence_last_run_at=now),
-        advances)
+    closing = [to_close[template_id] for _, template_id, _ in created if template_id in to_close]
+    bulk.insert_events(conn, _close(conn, closing, board, now), now)
+    bulk.advance_templates(conn, advances, now)
 
 
-def _close(conn: Connection, previous: list, board: _Board, now: datetime) -> list[dict]:
+def _close(conn: Connection, previous: list, board: _Board, now: datetime) -> list[tuple]:
     """Move each still-open previous occurrence to the done column (or archive it if there is none)."""
     if not previous:
         return []
@@ -193,9 +172,7 @@ def _close(conn: Connection, previous: list, board: _Board, now: datetime) -> li
     if board.done is not None:
         conn.execute(update(tickets).where(tickets.c.id.in_(ids))
                      .values(column_id=board.done.id, done_at=now, updated_at=now))
-        return [{"ticket_id": p.id, "actor_id": None, "kind": "moved", "created_at": now,
-                 "changes": {"column": [board.names.get(p.column_id), board.done.name]}} for p in previous]
+        return [(p.id, "moved", {"column": [board.names.get(p.column_id), board.done.name]}) for p in previous]
     conn.execute(update(tickets).where(tickets.c.id.in_(ids)).values(is_archived=True, archived_at=now,
                                                                       updated_at=now))
-    return [{"ticket_id": p.id, "actor_id": None, "kind": "archived", "created_at": now,
-             "changes": {"archived": [False, True]}} for p in previous]
+    return [(p.id, "archived", {"archived": [False, True]}) for p in previous]

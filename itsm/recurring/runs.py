@@ -12,13 +12,13 @@ from sqlalchemy import delete, insert, update
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.recurring.models import RecurringTicketRun
-from itsm.recurring.processor import Totals, process_due
+from itsm.recurring.processor import BATCH_SIZE, Totals, process_due
 
 runs = RecurringTicketRun.__table__
 
 
 def run(*, trigger: str = "job", job_id: str | None = None, now: datetime | None = None,
-        progress: Callable[[Totals], None] | None = None) -> tuple[int, Totals]:
+        batch_size: int = BATCH_SIZE, progress: Callable[[Totals], None] | None = None) -> tuple[int, Totals]:
     """Process everything due and record the pass; an error is recorded, then raised again."""
     started = utcnow()
     clock = time.perf_counter()
@@ -26,7 +26,7 @@ def run(*, trigger: str = "job", job_id: str | None = None, now: datetime | None
         run_id = conn.execute(insert(runs).values(started_at=started, status="running", trigger=trigger,
                                                   job_id=job_id).returning(runs.c.id)).scalar_one()
     try:
-        totals = process_due(now, progress=progress)
+        totals = process_due(now, batch_size=batch_size, progress=progress)
     except Exception as err:
         _finish(run_id, clock, status="error", error_message=f"{type(err).__name__}: {err}"[:2000])
         raise

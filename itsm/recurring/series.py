@@ -17,7 +17,15 @@ from itsm.recurrence_rules import Rule
 
 CATCH_UP_CAP = 100  # "create every missed occurrence" creates at most this many per pass
 _PLACEHOLDER = re.compile(r"\{(date|time|week|year|month|day|weekday)\}")
-PLACEHOLDERS = ("{date}", "{time}", "{week}", "{year}", "{month}", "{day}", "{weekday}")
+_FILL = {
+    "date": lambda d: d.date().isoformat(),
+    "time": lambda d: d.strftime("%H:%M"),
+    "week": lambda d: "{}-W{:02d}".format(*d.isocalendar()[:2]),
+    "year": lambda d: str(d.year),
+    "month": lambda d: d.strftime("%B"),
+    "day": lambda d: str(d.day),
+    "weekday": lambda d: d.strftime("%A"),
+}
 
 
 def parse_weekdays(raw: str) -> tuple[int, ...]:
@@ -107,12 +115,8 @@ def plan(series: Series, next_occurrence: datetime, position: int, lead: timedel
 
 def render_title(title: str, when: datetime, tz: str, limit: int = 200) -> str:
     """Fill {date}, {time}, {week}, ... with the occurrence's local values; other braces stay as typed."""
+    if "{" not in title:
+        return title
     local = when.astimezone(ZoneInfo(tz))
-    iso = local.isocalendar()
-    values = {
-        "date": local.date().isoformat(), "time": local.strftime("%H:%M"), "week": f"{iso.year}-W{iso.week:02d}",
-        "year": str(local.year), "month": local.strftime("%B"), "day": str(local.day),
-        "weekday": local.strftime("%A"),
-    }
-    rendered = _PLACEHOLDER.sub(lambda m: values[m.group(1)], title)
+    rendered = _PLACEHOLDER.sub(lambda m: _FILL[m.group(1)](local), title)
     return rendered if len(rendered) <= limit else rendered[: limit - 1] + "\u2026"

@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 from itsm.dbtypes import utcnow
 from itsm.recurring import runs
-from itsm.recurring.processor import Totals, process_due
+from itsm.recurring.processor import BATCH_SIZE, Totals, process_due
 
 tickets_cli = AppGroup("tickets", help="Tickets and recurring tickets.")
 
@@ -22,11 +22,13 @@ def _progress(totals: Totals) -> None:
 
 @tickets_cli.command("process-recurring")
 @click.option("--dry-run", is_flag=True, help="Show which tickets would be created; change nothing.")
-def process_recurring(dry_run: bool) -> None:
+@click.option("--batch-size", type=click.IntRange(1, 10_000), default=BATCH_SIZE, show_default=True,
+              help="Templates handled per transaction.")
+def process_recurring(dry_run: bool, batch_size: int) -> None:
     """Create the recurring tickets that are due now (exactly once each)."""
     now = utcnow()
     if dry_run:
-        totals = process_due(now, dry_run=True, progress=_progress)
+        totals = process_due(now, dry_run=True, batch_size=batch_size, progress=_progress)
         _end_progress()
         for template_id, title, when in totals.planned:
             click.echo(f"would create  {when:%Y-%m-%d %H:%M} UTC  from template #{template_id}: {title}")
@@ -34,7 +36,7 @@ def process_recurring(dry_run: bool) -> None:
                    f"created, {totals.skipped} due time(s) skipped, {totals.missed} missed. Nothing was changed.")
         return
     try:
-        run_id, totals = runs.run(trigger="cli", now=now, progress=_progress)
+        run_id, totals = runs.run(trigger="cli", now=now, batch_size=batch_size, progress=_progress)
     except Exception as err:  # recorded on the run; the operator gets one line, not a traceback
         _end_progress()
         raise click.ClickException(f"processing failed: {type(err).__name__}: {err}") from None

@@ -1,0 +1,54 @@
+"""Setting up a recurring ticket in the browser: the controls, the live preview, the template page."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from tests import factories
+
+pytestmark = pytest.mark.browser
+
+
+def test_recurring_ticket_with_live_preview(live_server, page, artifacts, database_url):
+    page.goto(live_server + "/login")
+    page.get_by_label("Email").fill("agent@example.com")
+    page.get_by_label("Password").fill(factories.PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(live_server + "/tickets/new")
+
+    body = page.locator(".recurrence-body")
+    expect(body).to_be_hidden()  # only once the ticket is set to repeat
+    page.get_by_label("Title").fill("Monthly licence review {month}")
+    page.get_by_label("Repeat this ticket on a schedule").check()
+    expect(body).to_be_visible()
+    expect(page.locator(".for-monthly")).to_be_hidden()  # weekly is the default unit
+
+    page.get_by_label("Unit").select_option("monthly")
+    expect(page.locator(".for-weekly")).to_be_hidden()
+    page.get_by_label("A weekday of the month").check()
+    page.get_by_label("Which").select_option(label="Last")
+    page.get_by_label("Weekday", exact=True).select_option(label="Friday")
+    page.get_by_label("Next occurrence").fill("2027-01-01T10:30")
+    page.get_by_label("Time zone").fill("America/New_York")
+    preview = page.locator("#recurrence-preview time")
+    # The preview follows the rule as it is edited, without a page load.
+    expect(preview).to_have_count(5)
+    expect(preview.first).to_have_text("Fri 2027-01-29 10:30 EST")
+    expect(preview.nth(2)).to_have_text("Fri 2027-03-26 10:30 EDT")  # after the DST change, still 10:30
+
+    page.get_by_label("Time zone").fill("Atlantis/Capital")
+    expect(page.locator("#recurrence-preview")).to_contain_text("Unknown time zone")
+    page.get_by_label("Time zone").fill("America/New_York")
+    expect(preview).to_have_count(5)
+    page.screenshot(path=str(artifacts / f"recurring-form-{database_url.split(':')[0]}.png"), full_page=True)
+
+    page.get_by_role("button", name="Create ticket").click()
+    expect(page.locator(".flash-success")).to_contain_text("Recurring ticket")
+    expect(page.locator(".card strong").first).to_have_text(
+        "Every month on the last Friday at 10:30 (America/New_York)")
+    expect(page.locator(".occurrences time").first).to_have_text("Fri 2027-01-29 10:30 EST")
+    expect(page.get_by_text("No tickets yet.")).to_be_visible()
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator(".flash-success")).to_contain_text("paused")
+    expect(page.locator("h1 .badge.paused")).to_be_visible()
