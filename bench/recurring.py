@@ -27,11 +27,12 @@ from time import perf_counter
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when run as bench/desk.py
 
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from bench import common
 from itsm.board.models import BoardColumn
 from itsm.extensions import db
+from itsm.recurring.models import TicketRecurrence
 from itsm.recurring.processor import process_due
 from itsm.recurring.series import Series, render_title
 from itsm.tickets.models import Ticket, TicketEvent
@@ -50,17 +51,14 @@ RICH = (  # one template in ten uses one of these
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo")
 
 
-def template_rows(n: int, now: datetime) -> list[dict]:
+def schedule_rows(n: int, now: datetime) -> list[dict]:
+    """The recurrence of template i (due between 1 minute and 4 hours ago)."""
     rows = []
     for i in range(n):
         due = now - timedelta(minutes=1 + i % 240)
-        row = {"title": f"Check {i} {{date}}", "description": "Recurring check", "priority": 2, "category": "Ops",
-               "is_recurring": True, "recurrence_active": True, "recurrence_interval": INTERVALS[i % 4],
-               "recurrence_every": 1 + i % 3, "recurrence_time_zone": ZONES[i % 4], "recurrence_anchor": due,
-               "next_occurrence": due, "recurrence_due_at": due, "recurrence_weekdays": "",
-               "recurrence_monthly_mode": "day", "recurrence_weekdays_only": False, "recurrence_business_days": "",
-               "recurrence_position": 0, "recurrence_lead_hours": 0, "recurrence_open_policy": "always",
-               "recurrence_catch_up": "latest", "is_archived": False, "created_at": now, "updated_at": now}
+        row = {"recurrence_interval": INTERVALS[i % 4], "recurrence_every": 1 + i % 3,
+               "recurrence_time_zone": ZONES[i % 4], "recurrence_anchor": due, "next_occurrence": due,
+               "recurrence_due_at": due, "recurrence_position": 0, "recurrence_last_run_at": None}
         if i % 10 == 9:
             row.update(RICH[(i // 10) % len(RICH)])
         rows.append(row)
@@ -71,7 +69,11 @@ def seed(app, n: int, now: datetime) -> None:
     with app.app_context():
         db.session.execute(insert(BoardColumn), [{"name": "New", "position": 0, "is_done_column": False},
                                                  {"name": "Done", "position": 1, "is_done_column": True}])
-        db.session.execute(insert(Ticket), template_rows(n, now))
+        ids = db.session.scalars(insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), [
+            {"title": f"Check {i} {{date}}", "description": "Recurring check", "category": "Ops", "is_recurring": True,
+             "created_at": now, "updated_at": now} for i in range(n)]).all()
+        db.session.execute(insert(TicketRecurrence), [{"ticket_id": tid, **row}
+                                                      for tid, row in zip(ids, schedule_rows(n, now), strict=True)])
         db.session.commit()
 
 
@@ -80,17 +82,14 @@ def rewind(app, n: int, now: datetime) -> None:
     with app.app_context():
         db.session.execute(delete(TicketEvent))
         db.session.execute(delete(Ticket).where(Ticket.template_id.is_not(None)))
-        templates = db.session.scalars(select(Ticket.id).where(Ticket.is_recurring.is_(True)).order_by(Ticket.id))
-        seeded = template_rows(n, now)
-        db.session.execute(update(Ticket), [
-            {"id": tid, "next_occurrence": row["next_occurrence"], "recurrence_due_at": row["recurrence_due_at"],
-             "recurrence_position": 0, "recurrence_last_run_at": None}
-            for tid, row in zip(templates, seeded, strict=True)])
+        ids = db.session.scalars(select(TicketRecurrence.ticket_id).order_by(TicketRecurrence.ticket_id)).all()
+        db.session.execute(update(TicketRecurrence), [
+            {"ticket_id": tid, **row} for tid, row in zip(ids, schedule_rows(n, now), strict=True)])
         db.session.commit()
         if db.engine.dialect.name == "postgresql":
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("VACUUM ANALYZE tickets")
-                conn.exec_driver_sql("VACUUM ANALYZE ticket_events")
+                for table in ("tickets", "ticket_events", "ticket_recurrences"):
+                    conn.exec_driver_sql(f"VACUUM ANALYZE {table}")
 
 
 def opened(app) -> int:
@@ -114,12 +113,15 @@ def time_naive(app, now: datetime) -> float:
         start = perf_counter()
         with Session(db.engine, expire_on_commit=False) as session:
             due = session.scalars(
-                select(Ticket).where(Ticket.is_recurring.is_(True), Ticket.recurrence_active.is_(True),
-                                     Ticket.is_archived.is_(False), Ticket.recurrence_due_at <= now)
-                .order_by(Ticket.recurrence_due_at, Ticket.id)).all()
-            for template in due:
-                when = template.next_occurrence
-                ticket = Ticket(title=render_title(template.title, when, template.recurrence_time_zone),
+                select(TicketRecurrence).join(TicketRecurrence.ticket)
+                .where(TicketRecurrence.recurrence_active.is_(True), Ticket.is_archived.is_(False),
+                       TicketRecurrence.recurrence_due_at <= now)
+                .order_by(TicketRecurrence.recurrence_due_at, TicketRecurrence.ticket_id)
+                .options(contains_eager(TicketRecurrence.ticket))).all()
+            for schedule in due:
+                template = schedule.ticket
+                when = schedule.next_occurrence
+                ticket = Ticket(title=render_title(template.title, when, schedule.recurrence_time_zone),
                                 description=template.description, priority=template.priority,
                                 category=template.category, assignee_id=template.assignee_id,
                                 requester_email=template.requester_email, column_id=first.id,
@@ -127,10 +129,10 @@ def time_naive(app, now: datetime) -> float:
                 session.add(ticket)
                 session.add(TicketEvent(ticket=ticket, kind="created", changes={"title": [None, ticket.title]},
                                         created_at=now))
-                following = Series.of(template).after(when)
-                template.next_occurrence = following
-                template.recurrence_due_at = following
-                template.recurrence_position += 1
+                following = Series.of(schedule).after(when)
+                schedule.next_occurrence = following
+                schedule.recurrence_due_at = following
+                schedule.recurrence_position += 1
                 session.commit()
         return perf_counter() - start
 

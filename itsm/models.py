@@ -2,7 +2,7 @@
 
 from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
-from itsm.recurring.models import Holiday, RecurringTicketRun
+from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
 from itsm.schedules.models import (
     ClockedSchedule,
     CrontabSchedule,
@@ -18,4 +18,5 @@ from itsm.users.models import User
 __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
     "SolarSchedule",
-    "BoardColumn", "Holiday", "JobRun", "RecurringTicketRun", "Comment", "Ticket", "TicketEvent", "User"]
+    "BoardColumn", "Holiday", "JobRun", "RecurringTicketRun", "TicketRecurrence", "Comment", "Ticket", "TicketEvent",
+    "User"]

@@ -16,10 +16,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from itsm.board.models import BoardColumn
 from itsm.dbtypes import UTCDateTime
+from itsm.recurring.models import TicketRecurrence
 from itsm.tickets.models import Ticket, TicketEvent
 
 tickets = Ticket.__table__
 events = TicketEvent.__table__
+recurrences = TicketRecurrence.__table__
 
 # Copied from the template per occurrence; the rest is the same for the whole batch.
 PER_ROW = ("title", "description", "priority", "category", "assignee_id", "requester_email", "template_id",
@@ -32,11 +34,8 @@ _PG_TYPES = {"title": "text", "description": "text", "priority": "smallint", "ca
 _PG_INSERT = f"""
     WITH opened AS (
         INSERT INTO tickets ({", ".join(PER_ROW)}, column_id, done_at, created_at, updated_at, is_archived,
-            is_recurring, recurrence_active, recurrence_weekdays, recurrence_monthly_mode, recurrence_weekdays_only,
-            recurrence_business_days, recurrence_position, recurrence_lead_hours, recurrence_open_policy,
-            recurrence_catch_up)
-        SELECT {", ".join(PER_ROW)}, %(column_id)s, %(done_at)s, %(now)s, %(now)s, false,
-            false, true, '', 'day', false, '', 0, 0, 'always', 'latest'
+            is_recurring)
+        SELECT {", ".join(PER_ROW)}, %(column_id)s, %(done_at)s, %(now)s, %(now)s, false, false
         FROM unnest({", ".join(f"%({c})s::{t}[]" for c, t in _PG_TYPES.items())}) AS u({", ".join(PER_ROW)})
         ON CONFLICT (template_id, occurrence_at) DO NOTHING
         RETURNING id, template_id, title
@@ -55,11 +54,11 @@ _PG_EVENTS = """
     FROM unnest(%(ticket_ids)s::int[], %(kinds)s::text[], %(changes)s::text[]) AS u(ticket_id, kind, changes)
 """
 _PG_ADVANCE = """
-    UPDATE tickets AS t SET next_occurrence = u.next_occurrence, recurrence_due_at = u.due_at,
+    UPDATE ticket_recurrences AS r SET next_occurrence = u.next_occurrence, recurrence_due_at = u.due_at,
         recurrence_position = u.position, recurrence_last_run_at = %(now)s
     FROM unnest(%(ids)s::int[], %(next)s::timestamptz[], %(due)s::timestamptz[], %(positions)s::int[])
         AS u(id, next_occurrence, due_at, position)
-    WHERE t.id = u.id
+    WHERE r.ticket_id = u.id
 """
 
 
@@ -118,7 +117,7 @@ def advance_templates(conn: Connection, advances: list[tuple[int, datetime | Non
                                    "now": now})
         return
     conn.execute(
-        update(tickets).where(tickets.c.id == bindparam("b_id")).values(
+        update(recurrences).where(recurrences.c.ticket_id == bindparam("b_id")).values(
             next_occurrence=bindparam("b_next", type_=UTCDateTime()),
             recurrence_due_at=bindparam("b_due", type_=UTCDateTime()),
             recurrence_position=bindparam("b_position"), recurrence_last_run_at=now),

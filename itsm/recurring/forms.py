@@ -204,6 +204,7 @@ def check(form: RecurrenceForm) -> Recurrence | None:
 def fill_from(form: RecurrenceForm, ticket) -> None:
     """Show a template's rule in the form (the next occurrence in the template's own zone)."""
     form.is_recurring.data = True
+    ticket = ticket.recurrence
     for name in RECURRENCE_FIELDS:
         if name not in ("recurrence_weekdays", "recurrence_ends", "next_occurrence"):
             form[name].data = getattr(ticket, name)

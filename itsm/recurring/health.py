@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 from sqlalchemy import func
+from sqlalchemy.orm import contains_eager
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.recurring.models import RecurringTicketRun
+from itsm.recurring.models import RecurringTicketRun, TicketRecurrence
 from itsm.schedules.describe import period_of
 from itsm.schedules.models import PeriodicTask
 from itsm.tickets.models import Ticket
@@ -28,7 +29,7 @@ class Health:
     warning: str | None
     week: dict  # runs, errors, created, skipped, missed over the last 7 days
     failures: list[RecurringTicketRun]
-    upcoming: list[Ticket]
+    upcoming: list[TicketRecurrence]
     chart: Markup
 
 
@@ -83,9 +84,11 @@ def collect(now: datetime | None = None) -> Health:
     failures = db.session.scalars(newest.where(RecurringTicketRun.status == "error",
                                                RecurringTicketRun.started_at >= since).limit(5)).all()
     upcoming = db.session.scalars(
-        db.select(Ticket).where(Ticket.is_recurring.is_(True), Ticket.recurrence_active.is_(True),
-                                Ticket.is_archived.is_(False), Ticket.recurrence_due_at.is_not(None))
-        .order_by(Ticket.recurrence_due_at, Ticket.id).limit(10)).all()
+        db.select(TicketRecurrence).join(TicketRecurrence.ticket)
+        .where(TicketRecurrence.recurrence_active.is_(True), TicketRecurrence.recurrence_due_at.is_not(None),
+               Ticket.is_archived.is_(False))
+        .order_by(TicketRecurrence.recurrence_due_at, TicketRecurrence.ticket_id).limit(10)
+        .options(contains_eager(TicketRecurrence.ticket))).all()
     return Health(
         last=last, last_success=last_success, schedule=schedule, period=period,
         warning=_warning(schedule, last_success, period, now),

@@ -24,7 +24,7 @@ from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.recurring import bulk
-from itsm.recurring.models import Holiday
+from itsm.recurring.models import Holiday, TicketRecurrence
 from itsm.recurring.series import Series, plan, render_title
 from itsm.tickets.models import Ticket, TicketEvent
 
@@ -32,13 +32,10 @@ BATCH_SIZE = 500
 tickets = Ticket.__table__
 events = TicketEvent.__table__
 
-_TEMPLATE_COLUMNS = [tickets.c[name] for name in (
-    "id", "title", "description", "priority", "category", "assignee_id", "requester_email", "recurrence_interval",
-    "recurrence_every", "recurrence_time_zone", "recurrence_anchor", "next_occurrence", "recurrence_due_at",
-    "recurrence_weekdays", "recurrence_monthly_mode", "recurrence_ordinal", "recurrence_ordinal_weekday",
-    "recurrence_weekdays_only", "recurrence_business_days", "recurrence_end_date", "recurrence_count",
-    "recurrence_position", "recurrence_lead_hours", "recurrence_open_policy", "recurrence_catch_up",
-)]
+recurrences = TicketRecurrence.__table__
+_TEMPLATE_COLUMNS = [recurrences.c.ticket_id.label("id")] + [tickets.c[name] for name in (
+    "title", "description", "priority", "category", "assignee_id", "requester_email")] + [
+    c for c in recurrences.c if c.name.startswith("recurrence_") or c.name == "next_occurrence"]
 
 
 @dataclass
@@ -65,16 +62,16 @@ class _Board:
 
 
 def due_query(now: datetime, limit: int, after: tuple | None = None, lock: bool = False):
-    """Templates whose creation moment has come, in due order (served by ix_tickets_recurrence_due)."""
-    stmt = (select(*_TEMPLATE_COLUMNS)
-            .where(tickets.c.recurrence_due_at.is_not(None), tickets.c.recurrence_due_at <= now,
-                   tickets.c.is_recurring.is_(True), tickets.c.recurrence_active.is_(True),
-                   tickets.c.is_archived.is_(False))
-            .order_by(tickets.c.recurrence_due_at, tickets.c.id).limit(limit))
+    """Templates whose creation moment has come, in due order (served by ix_ticket_recurrences_due)."""
+    due = recurrences.c.recurrence_due_at
+    stmt = (select(*_TEMPLATE_COLUMNS).select_from(recurrences.join(tickets, tickets.c.id == recurrences.c.ticket_id))
+            .where(due.is_not(None), due <= now, recurrences.c.recurrence_active.is_(True),
+                   tickets.c.is_recurring.is_(True), tickets.c.is_archived.is_(False))
+            .order_by(due, recurrences.c.ticket_id).limit(limit))
     if after is not None:
-        stmt = stmt.where(tuple_(tickets.c.recurrence_due_at, tickets.c.id) > tuple_(*after))
-    if lock:
-        stmt = stmt.with_for_update(skip_locked=True)
+        stmt = stmt.where(tuple_(due, recurrences.c.ticket_id) > tuple_(*after))
+    if lock:  # the schedule rows are what a pass changes; the tickets stay free for people
+        stmt = stmt.with_for_update(skip_locked=True, of=recurrences)
     return stmt
 
 

@@ -59,6 +59,7 @@ def resume(ticket_id: int):
     ticket = _template_or_404(ticket_id)
     if service.set_active(ticket, current_user, True):
         db.session.commit()
-        when = f"{ticket.next_occurrence:%Y-%m-%d %H:%M} UTC" if ticket.next_occurrence else "none (the series ended)"
+        nxt = ticket.recurrence.next_occurrence
+        when = f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else "none (the series ended)"
         flash(f"Recurring ticket #{ticket.id} resumed; next occurrence {when}.", "success")
     return redirect(url_for("tickets.detail", ticket_id=ticket.id))

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.recurring.forms import Recurrence
-from itsm.recurring.models import Holiday
+from itsm.recurring.models import Holiday, TicketRecurrence
 from itsm.recurring.series import Series
 from itsm.tickets.models import Ticket
 from itsm.tickets.service import record
@@ -25,27 +25,29 @@ def holidays() -> frozenset:
     return frozenset(db.session.scalars(db.select(Holiday.day)))
 
 
-def series_of(ticket: Ticket) -> Series:
-    return Series.of(ticket, holidays())
+def series_of(rec: TicketRecurrence) -> Series:
+    return Series.of(rec, holidays())
 
 
 def summary(ticket: Ticket) -> str:
-    """"every month on the last Friday at 09:00 (Europe/Berlin), 12 times"."""
-    series = Series.of(ticket)
-    anchor = ticket.recurrence_anchor.astimezone(ZoneInfo(ticket.recurrence_time_zone))
-    text = f"{series.rule.describe()} at {anchor:%H:%M} ({ticket.recurrence_time_zone})"
-    if ticket.recurrence_count:
-        text += f", {ticket.recurrence_count} time{'s' if ticket.recurrence_count != 1 else ''} in all"
+    """"Every month on the last Friday at 09:00 (Europe/Berlin), 12 times in all"."""
+    rec = ticket.recurrence
+    series = Series.of(rec)
+    anchor = rec.recurrence_anchor.astimezone(ZoneInfo(rec.recurrence_time_zone))
+    text = f"{series.rule.describe()} at {anchor:%H:%M} ({rec.recurrence_time_zone})"
+    if rec.recurrence_count:
+        text += f", {rec.recurrence_count} time{'s' if rec.recurrence_count != 1 else ''} in all"
     return text[0].upper() + text[1:]
 
 
 def upcoming(ticket: Ticket, n: int = 5) -> list:
-    if ticket.next_occurrence is None:
+    rec = ticket.recurrence
+    if rec.next_occurrence is None:
         return []
-    return series_of(ticket).upcoming(ticket.next_occurrence, ticket.recurrence_position, n)
+    return series_of(rec).upcoming(rec.next_occurrence, rec.recurrence_position, n)
 
 
-def _reschedule(ticket: Ticket, recurrence: Recurrence) -> None:
+def _reschedule(ticket: TicketRecurrence, recurrence: Recurrence) -> None:
     """Start the series at the entered time (or the first time after it that fits the rule)."""
     series = Series(rule=recurrence.series.rule, anchor=recurrence.start, tz=recurrence.series.tz,
                     count=recurrence.series.count)
@@ -56,7 +58,7 @@ def _reschedule(ticket: Ticket, recurrence: Recurrence) -> None:
     _set_due(ticket)
 
 
-def _set_due(ticket: Ticket) -> None:
+def _set_due(ticket: TicketRecurrence) -> None:
     ticket.recurrence_due_at = (ticket.next_occurrence - timedelta(hours=ticket.recurrence_lead_hours)
                                 if ticket.next_occurrence is not None else None)
 
@@ -64,27 +66,26 @@ def _set_due(ticket: Ticket) -> None:
 def make_template(ticket: Ticket, actor: User | None, recurrence: Recurrence) -> None:
     """Make a new, column-less ticket a template and start its series."""
     ticket.is_recurring = True
-    for name, value in recurrence.values.items():
-        setattr(ticket, name, value)
-    _reschedule(ticket, recurrence)
-    ticket.recurrence_active = True
+    rec = ticket.recurrence = TicketRecurrence(recurrence_active=True, **recurrence.values)
+    _reschedule(rec, recurrence)
     record(ticket, "scheduled", actor, {"recurrence": [None, summary(ticket)],
-                                        "next occurrence": [None, _iso(ticket.next_occurrence)]})
+                                        "next occurrence": [None, _iso(rec.next_occurrence)]})
 
 
 def change_rule(ticket: Ticket, actor: User | None, recurrence: Recurrence) -> dict:
     """Apply the form's rule; the series restarts only when the rule or its next time changed."""
-    before = (summary(ticket), ticket.next_occurrence)
-    rule_changed = any(getattr(ticket, c) != recurrence.values[c] for c in RULE_COLUMNS)
-    moved = ticket.next_occurrence is None or recurrence.start != _shown_start(ticket)
+    rec = ticket.recurrence
+    before = (summary(ticket), rec.next_occurrence)
+    rule_changed = any(getattr(rec, c) != recurrence.values[c] for c in RULE_COLUMNS)
+    moved = rec.next_occurrence is None or recurrence.start != _shown_start(rec)
     for name, value in recurrence.values.items():
-        setattr(ticket, name, value)
+        setattr(rec, name, value)
     if rule_changed or moved:
-        _reschedule(ticket, recurrence)
+        _reschedule(rec, recurrence)
     else:
-        _set_due(ticket)
+        _set_due(rec)
     changes = {}
-    after = (summary(ticket), ticket.next_occurrence)
+    after = (summary(ticket), rec.next_occurrence)
     if before[0] != after[0]:
         changes["recurrence"] = list((before[0], after[0]))
     if before[1] != after[1]:
@@ -95,7 +96,7 @@ def change_rule(ticket: Ticket, actor: User | None, recurrence: Recurrence) -> d
     return changes
 
 
-def _shown_start(ticket: Ticket):
+def _shown_start(ticket: TicketRecurrence):
     """The next occurrence as the form showed it: to the minute."""
     return ticket.next_occurrence.replace(second=0, microsecond=0) if ticket.next_occurrence else None
 
@@ -107,22 +108,23 @@ def _iso(value) -> str | None:
 def set_active(ticket: Ticket, actor: User | None, active: bool) -> bool:
     """Pause or resume. Resuming never floods: a series that fell behind restarts at its next time
     after now (the missed times are counted as skipped, not created)."""
-    if ticket.recurrence_active == active:
+    rec = ticket.recurrence
+    if rec.recurrence_active == active:
         return False
-    ticket.recurrence_active = active
+    rec.recurrence_active = active
     now = utcnow()
-    if active and ticket.next_occurrence is not None and ticket.recurrence_due_at <= now:
-        series = series_of(ticket)
-        current = ticket.next_occurrence
-        lead = timedelta(hours=ticket.recurrence_lead_hours)
-        position = ticket.recurrence_position
+    if active and rec.next_occurrence is not None and rec.recurrence_due_at <= now:
+        series = series_of(rec)
+        current = rec.next_occurrence
+        lead = timedelta(hours=rec.recurrence_lead_hours)
+        position = rec.recurrence_position
         while current is not None and current - lead <= now and (series.count is None or position < series.count):
             position += 1
             current = series.after(current)
         if series.count is not None and position >= series.count:
             current = None
-        ticket.next_occurrence, ticket.recurrence_position = current, position
-        _set_due(ticket)
+        rec.next_occurrence, rec.recurrence_position = current, position
+        _set_due(rec)
     ticket.updated_at = now
     record(ticket, "resumed" if active else "paused", actor, {"active": [not active, active]})
     return True

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Index, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, Index, UniqueConstraint
 
-from itsm.dbtypes import UTCDateTime, one_of, utcnow
+from itsm.dbtypes import UTCDateTime, utcnow
 from itsm.extensions import db
-from itsm.recurrence import INTERVALS
-from itsm.recurrence_rules import MONTHLY_MODES
 
 # Stored as a small integer so "most urgent first" can use an index.
 PRIORITIES = {1: "low", 2: "normal", 3: "high", 4: "urgent"}
@@ -30,24 +28,16 @@ BUSINESS_DAYS = {"": "Any day", "skip": "Skip weekends and holidays", "next": "M
 class Ticket(db.Model):
     """A ticket, or (``is_recurring``) a template that opens a fresh ticket on a schedule.
 
-    Templates sit on no board column and stay out of the desk's lists; the tickets they
-    open carry ``template_id`` and ``occurrence_at``, unique together, so an occurrence
-    can never be created twice whoever processes it.
+    Templates sit on no board column and stay out of the desk's lists; their rule and
+    schedule live in ``recurrence`` (a TicketRecurrence row). The tickets they open carry
+    ``template_id`` and ``occurrence_at``, unique together, so an occurrence can never be
+    created twice whoever processes it.
     """
 
     __tablename__ = "tickets"
     __table_args__ = (
         CheckConstraint("priority BETWEEN 1 AND 4", name="priority"),
         CheckConstraint("is_recurring OR column_id IS NOT NULL", name="column_required"),
-        CheckConstraint("recurrence_interval IS NULL OR " + one_of("recurrence_interval", INTERVALS),
-                        name="recurrence_interval"),
-        CheckConstraint("recurrence_every IS NULL OR recurrence_every BETWEEN 1 AND 1000", name="recurrence_every"),
-        CheckConstraint("recurrence_count IS NULL OR recurrence_count >= 1", name="recurrence_count"),
-        CheckConstraint("recurrence_lead_hours BETWEEN 0 AND 8760", name="recurrence_lead_hours"),
-        CheckConstraint(one_of("recurrence_open_policy", OPEN_POLICIES), name="recurrence_open_policy"),
-        CheckConstraint(one_of("recurrence_catch_up", CATCH_UP), name="recurrence_catch_up"),
-        CheckConstraint(one_of("recurrence_monthly_mode", MONTHLY_MODES), name="recurrence_monthly_mode"),
-        CheckConstraint(one_of("recurrence_business_days", BUSINESS_DAYS), name="recurrence_business_days"),
         UniqueConstraint("template_id", "occurrence_at", name="uq_tickets_template_occurrence"),
         # The list and board indexes lead with is_recurring so templates cost the desk nothing.
         Index("ix_tickets_recurring_archived_created", "is_recurring", "is_archived", "created_at", "id"),
@@ -57,10 +47,6 @@ class Ticket(db.Model):
         Index("ix_tickets_column_archived_updated", "column_id", "is_archived", "updated_at", "id"),
         Index("ix_tickets_assignee_recurring_archived_created", "assignee_id", "is_recurring", "is_archived",
               "created_at", "id"),
-        # Only templates have a due time: a small index the processor walks in due order.
-        Index("ix_tickets_recurrence_due", "recurrence_due_at", "id",
-              sqlite_where=text("recurrence_due_at IS NOT NULL"),
-              postgresql_where=text("recurrence_due_at IS NOT NULL")),
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -82,28 +68,7 @@ class Ticket(db.Model):
     template_id = db.Column(db.Integer, db.ForeignKey("tickets.id"), nullable=True)
     occurrence_at = db.Column(UTCDateTime, nullable=True)
 
-    # Templates: the rule, evaluated in the wall-clock time of recurrence_time_zone.
-    is_recurring = db.Column(db.Boolean, nullable=False, default=False)
-    recurrence_active = db.Column(db.Boolean, nullable=False, default=True)  # False: paused
-    recurrence_interval = db.Column(db.String(10), nullable=True)
-    recurrence_every = db.Column(db.Integer, nullable=True)
-    recurrence_time_zone = db.Column(db.String(64), nullable=True)
-    recurrence_anchor = db.Column(UTCDateTime, nullable=True)  # the series' first occurrence
-    next_occurrence = db.Column(UTCDateTime, nullable=True)  # None once the series has ended
-    recurrence_due_at = db.Column(UTCDateTime, nullable=True)  # next_occurrence minus the lead time
-    recurrence_weekdays = db.Column(db.String(20), nullable=False, default="")  # "0,2,4"; 0 = Monday
-    recurrence_monthly_mode = db.Column(db.String(10), nullable=False, default="day")
-    recurrence_ordinal = db.Column(db.SmallInteger, nullable=True)  # 1..4, -1 = last
-    recurrence_ordinal_weekday = db.Column(db.SmallInteger, nullable=True)
-    recurrence_weekdays_only = db.Column(db.Boolean, nullable=False, default=False)
-    recurrence_business_days = db.Column(db.String(4), nullable=False, default="")
-    recurrence_end_date = db.Column(db.Date, nullable=True)  # inclusive, local
-    recurrence_count = db.Column(db.Integer, nullable=True)  # occurrences in the whole series
-    recurrence_position = db.Column(db.Integer, nullable=False, default=0)  # occurrences passed so far
-    recurrence_lead_hours = db.Column(db.Integer, nullable=False, default=0)
-    recurrence_open_policy = db.Column(db.String(16), nullable=False, default="always")
-    recurrence_catch_up = db.Column(db.String(8), nullable=False, default="latest")
-    recurrence_last_run_at = db.Column(UTCDateTime, nullable=True)
+    is_recurring = db.Column(db.Boolean, nullable=False, default=False)  # a template: see .recurrence
 
     column = db.relationship("BoardColumn", lazy="joined")
     assignee = db.relationship("User", foreign_keys=[assignee_id])
@@ -111,6 +76,8 @@ class Ticket(db.Model):
     events = db.relationship("TicketEvent", back_populates="ticket", lazy="dynamic", passive_deletes=True)
     comments = db.relationship("Comment", back_populates="ticket", lazy="dynamic", passive_deletes=True)
     template = db.relationship("Ticket", remote_side=[id], foreign_keys=[template_id])
+    recurrence = db.relationship("TicketRecurrence", uselist=False, back_populates="ticket",
+                                 cascade="all, delete-orphan", passive_deletes=True)
 
     @property
     def priority_name(self) -> str:

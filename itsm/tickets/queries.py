@@ -64,7 +64,7 @@ class Page:
         return self.page < self.pages
 
 
-def ticket_page(conditions: list, sort: str, page: int, per_page: int) -> Page:
+def ticket_page(conditions: list, sort: str, page: int, per_page: int, recurring: bool = False) -> Page:
     total = db.session.scalar(db.select(func.count(Ticket.id)).where(*conditions))
     stmt = (
         db.select(Ticket)
@@ -74,4 +74,6 @@ def ticket_page(conditions: list, sort: str, page: int, per_page: int) -> Page:
         .offset((page - 1) * per_page)
         .options(selectinload(Ticket.assignee))
     )
+    if recurring:
+        stmt = stmt.options(selectinload(Ticket.recurrence))
     return Page(items=db.session.scalars(stmt).all(), page=page, per_page=per_page, total=total)

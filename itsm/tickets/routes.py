@@ -54,7 +54,8 @@ def index():
         priority=data["priority"] or "", archived=data["archived"] == "1", me_id=current_user.id,
         recurring=recurring_view,
     )
-    page = ticket_page(conditions, data["sort"] or "newest", page_number, current_app.config["TICKETS_PER_PAGE"])
+    page = ticket_page(conditions, data["sort"] or "newest", page_number, current_app.config["TICKETS_PER_PAGE"],
+                       recurring=recurring_view)
     if page_number > page.pages:
         abort(404, f"There is no page {page_number}; the last page is {page.pages}.")
     return render_template("tickets/list.html", form=form, page=page, action_form=ActionForm(),
@@ -95,7 +96,8 @@ def new():
         if form.recurrence:
             recurring.make_template(ticket, current_user, form.recurrence)
         db.session.commit()
-        flash(f"Recurring ticket #{ticket.id} created; next occurrence {ticket.next_occurrence:%Y-%m-%d %H:%M} UTC."
+        flash(f"Recurring ticket #{ticket.id} created; next occurrence "
+              f"{ticket.recurrence.next_occurrence:%Y-%m-%d %H:%M} UTC."
               if form.recurrence else f"Ticket #{ticket.id} created.", "success")
         return redirect(url_for("tickets.detail", ticket_id=ticket.id))
     status = 400 if form.errors else 200

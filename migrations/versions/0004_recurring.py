@@ -2,11 +2,12 @@
 
 Revision ID: 0004_recurring
 Revises: 0003_periodic_tasks
-Create Date: 2026-11-21 07:48:53.031123
+Create Date: 2026-11-21 08:08:02.715634
 
-Templates live in the tickets table (is_recurring, no board column); the tickets they
-open are unique on (template_id, occurrence_at). The desk's list indexes now lead with
-is_recurring so templates never slow the lists down.
+Templates are tickets with is_recurring (and no board column); their rule and schedule
+live in ticket_recurrences. The tickets they open are unique on (template_id,
+occurrence_at). The desk's list indexes now lead with is_recurring so templates never
+slow the lists down.
 
 """
 from alembic import op
@@ -18,19 +19,6 @@ revision = '0004_recurring'
 down_revision = '0003_periodic_tasks'
 branch_labels = None
 depends_on = None
-
-# Written out (not imported from the models) so this migration keeps meaning what it meant.
-CHECKS = {
-    'column_required': 'is_recurring OR column_id IS NOT NULL',
-    'recurrence_interval': "recurrence_interval IS NULL OR recurrence_interval IN ('daily', 'weekly', 'monthly', 'yearly')",
-    'recurrence_every': 'recurrence_every IS NULL OR recurrence_every BETWEEN 1 AND 1000',
-    'recurrence_count': 'recurrence_count IS NULL OR recurrence_count >= 1',
-    'recurrence_lead_hours': 'recurrence_lead_hours BETWEEN 0 AND 8760',
-    'recurrence_open_policy': "recurrence_open_policy IN ('always', 'skip_open', 'close_previous')",
-    'recurrence_catch_up': "recurrence_catch_up IN ('latest', 'all')",
-    'recurrence_monthly_mode': "recurrence_monthly_mode IN ('day', 'ordinal', 'last_day')",
-    'recurrence_business_days': "recurrence_business_days IN ('', 'skip', 'next')",
-}
 
 
 def upgrade():
@@ -63,68 +51,78 @@ def upgrade():
     with op.batch_alter_table('recurring_ticket_runs', schema=None) as batch_op:
         batch_op.create_index('ix_recurring_ticket_runs_started', ['started_at', 'id'], unique=False)
 
+    op.create_table('ticket_recurrences',
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('recurrence_active', sa.Boolean(), nullable=False),
+    sa.Column('recurrence_interval', sa.String(length=10), nullable=False),
+    sa.Column('recurrence_every', sa.Integer(), nullable=False),
+    sa.Column('recurrence_time_zone', sa.String(length=64), nullable=False),
+    sa.Column('recurrence_anchor', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('next_occurrence', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('recurrence_due_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('recurrence_weekdays', sa.String(length=20), nullable=False),
+    sa.Column('recurrence_monthly_mode', sa.String(length=10), nullable=False),
+    sa.Column('recurrence_ordinal', sa.SmallInteger(), nullable=True),
+    sa.Column('recurrence_ordinal_weekday', sa.SmallInteger(), nullable=True),
+    sa.Column('recurrence_weekdays_only', sa.Boolean(), nullable=False),
+    sa.Column('recurrence_business_days', sa.String(length=4), nullable=False),
+    sa.Column('recurrence_end_date', sa.Date(), nullable=True),
+    sa.Column('recurrence_count', sa.Integer(), nullable=True),
+    sa.Column('recurrence_position', sa.Integer(), nullable=False),
+    sa.Column('recurrence_lead_hours', sa.Integer(), nullable=False),
+    sa.Column('recurrence_open_policy', sa.String(length=16), nullable=False),
+    sa.Column('recurrence_catch_up', sa.String(length=8), nullable=False),
+    sa.Column('recurrence_last_run_at', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint("recurrence_business_days IN ('', 'skip', 'next')", name=op.f('ck_ticket_recurrences_business_days')),
+    sa.CheckConstraint("recurrence_catch_up IN ('latest', 'all')", name=op.f('ck_ticket_recurrences_catch_up')),
+    sa.CheckConstraint("recurrence_interval IN ('daily', 'weekly', 'monthly', 'yearly')", name=op.f('ck_ticket_recurrences_interval')),
+    sa.CheckConstraint("recurrence_monthly_mode IN ('day', 'ordinal', 'last_day')", name=op.f('ck_ticket_recurrences_monthly_mode')),
+    sa.CheckConstraint("recurrence_open_policy IN ('always', 'skip_open', 'close_previous')", name=op.f('ck_ticket_recurrences_open_policy')),
+    sa.CheckConstraint('recurrence_count IS NULL OR recurrence_count >= 1', name=op.f('ck_ticket_recurrences_count')),
+    sa.CheckConstraint('recurrence_every BETWEEN 1 AND 1000', name=op.f('ck_ticket_recurrences_every')),
+    sa.CheckConstraint('recurrence_lead_hours BETWEEN 0 AND 8760', name=op.f('ck_ticket_recurrences_lead_hours')),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ticket_recurrences_ticket_id_tickets'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('ticket_id', name=op.f('pk_ticket_recurrences'))
+    )
+    with op.batch_alter_table('ticket_recurrences', schema=None) as batch_op:
+        batch_op.create_index('ix_ticket_recurrences_due', ['recurrence_due_at', 'ticket_id'], unique=False, sqlite_where=sa.text('recurrence_due_at IS NOT NULL'), postgresql_where=sa.text('recurrence_due_at IS NOT NULL'))
+
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.add_column(sa.Column('template_id', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('occurrence_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('is_recurring', sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch_op.add_column(sa.Column('recurrence_active', sa.Boolean(), nullable=False, server_default=sa.true()))
-        batch_op.add_column(sa.Column('recurrence_interval', sa.String(length=10), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_every', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_time_zone', sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_anchor', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('next_occurrence', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_due_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_weekdays', sa.String(length=20), nullable=False, server_default=''))
-        batch_op.add_column(sa.Column('recurrence_monthly_mode', sa.String(length=10), nullable=False,
-                                      server_default='day'))
-        batch_op.add_column(sa.Column('recurrence_ordinal', sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_ordinal_weekday', sa.SmallInteger(), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_weekdays_only', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
-        batch_op.add_column(sa.Column('recurrence_business_days', sa.String(length=4), nullable=False,
-                                      server_default=''))
-        batch_op.add_column(sa.Column('recurrence_end_date', sa.Date(), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_count', sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column('recurrence_position', sa.Integer(), nullable=False, server_default='0'))
-        batch_op.add_column(sa.Column('recurrence_lead_hours', sa.Integer(), nullable=False, server_default='0'))
-        batch_op.add_column(sa.Column('recurrence_open_policy', sa.String(length=16), nullable=False,
-                                      server_default='always'))
-        batch_op.add_column(sa.Column('recurrence_catch_up', sa.String(length=8), nullable=False,
-                                      server_default='latest'))
-        batch_op.add_column(sa.Column('recurrence_last_run_at', sa.DateTime(timezone=True), nullable=True))
-        batch_op.alter_column('column_id', existing_type=sa.INTEGER(), nullable=True)
-        batch_op.drop_index('ix_tickets_archived_created')
-        batch_op.drop_index('ix_tickets_archived_priority')
-        batch_op.drop_index('ix_tickets_archived_updated')
-        batch_op.drop_index('ix_tickets_assignee_archived_created')
+        batch_op.alter_column('column_id',
+               existing_type=sa.INTEGER(),
+               nullable=True)
+        batch_op.drop_index(batch_op.f('ix_tickets_archived_created'))
+        batch_op.drop_index(batch_op.f('ix_tickets_archived_priority'))
+        batch_op.drop_index(batch_op.f('ix_tickets_archived_updated'))
+        batch_op.drop_index(batch_op.f('ix_tickets_assignee_archived_created'))
         batch_op.create_index('ix_tickets_assignee_recurring_archived_created', ['assignee_id', 'is_recurring', 'is_archived', 'created_at', 'id'], unique=False)
-        batch_op.create_index('ix_tickets_recurrence_due', ['recurrence_due_at', 'id'], unique=False, sqlite_where=sa.text('recurrence_due_at IS NOT NULL'), postgresql_where=sa.text('recurrence_due_at IS NOT NULL'))
         batch_op.create_index('ix_tickets_recurring_archived_created', ['is_recurring', 'is_archived', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_tickets_recurring_archived_priority', ['is_recurring', 'is_archived', 'priority', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_tickets_recurring_archived_updated', ['is_recurring', 'is_archived', 'updated_at', 'id'], unique=False)
         batch_op.create_unique_constraint('uq_tickets_template_occurrence', ['template_id', 'occurrence_at'])
         batch_op.create_foreign_key(batch_op.f('fk_tickets_template_id_tickets'), 'tickets', ['template_id'], ['id'])
-        for name, condition in CHECKS.items():
-            batch_op.create_check_constraint(op.f(f'ck_tickets_{name}'), condition)
+        batch_op.create_check_constraint(op.f('ck_tickets_column_required'), 'is_recurring OR column_id IS NOT NULL')
 
     # ### end Alembic commands ###
 
 
 def downgrade():
-    # Templates have no column and cannot survive the old schema; their tickets stay, unlinked.
+    # Templates have no column and cannot survive the old schema; the tickets they opened stay, unlinked.
     op.execute("UPDATE tickets SET template_id = NULL WHERE template_id IS NOT NULL")
+    op.execute("DELETE FROM ticket_recurrences")
     op.execute("DELETE FROM ticket_events WHERE ticket_id IN (SELECT id FROM tickets WHERE is_recurring)")
     op.execute("DELETE FROM comments WHERE ticket_id IN (SELECT id FROM tickets WHERE is_recurring)")
     op.execute("DELETE FROM tickets WHERE is_recurring")
     with op.batch_alter_table('tickets', schema=None) as batch_op:
-        for name in CHECKS:
-            batch_op.drop_constraint(op.f(f'ck_tickets_{name}'), type_='check')
+        batch_op.drop_constraint(op.f('ck_tickets_column_required'), type_='check')
         batch_op.drop_constraint(batch_op.f('fk_tickets_template_id_tickets'), type_='foreignkey')
         batch_op.drop_constraint('uq_tickets_template_occurrence', type_='unique')
         batch_op.drop_index('ix_tickets_recurring_archived_updated')
         batch_op.drop_index('ix_tickets_recurring_archived_priority')
         batch_op.drop_index('ix_tickets_recurring_archived_created')
-        batch_op.drop_index('ix_tickets_recurrence_due', sqlite_where=sa.text('recurrence_due_at IS NOT NULL'), postgresql_where=sa.text('recurrence_due_at IS NOT NULL'))
         batch_op.drop_index('ix_tickets_assignee_recurring_archived_created')
         batch_op.create_index(batch_op.f('ix_tickets_assignee_archived_created'), ['assignee_id', 'is_archived', 'created_at', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_tickets_archived_updated'), ['is_archived', 'updated_at', 'id'], unique=False)
@@ -133,30 +131,14 @@ def downgrade():
         batch_op.alter_column('column_id',
                existing_type=sa.INTEGER(),
                nullable=False)
-        batch_op.drop_column('recurrence_last_run_at')
-        batch_op.drop_column('recurrence_catch_up')
-        batch_op.drop_column('recurrence_open_policy')
-        batch_op.drop_column('recurrence_lead_hours')
-        batch_op.drop_column('recurrence_position')
-        batch_op.drop_column('recurrence_count')
-        batch_op.drop_column('recurrence_end_date')
-        batch_op.drop_column('recurrence_business_days')
-        batch_op.drop_column('recurrence_weekdays_only')
-        batch_op.drop_column('recurrence_ordinal_weekday')
-        batch_op.drop_column('recurrence_ordinal')
-        batch_op.drop_column('recurrence_monthly_mode')
-        batch_op.drop_column('recurrence_weekdays')
-        batch_op.drop_column('recurrence_due_at')
-        batch_op.drop_column('next_occurrence')
-        batch_op.drop_column('recurrence_anchor')
-        batch_op.drop_column('recurrence_time_zone')
-        batch_op.drop_column('recurrence_every')
-        batch_op.drop_column('recurrence_interval')
-        batch_op.drop_column('recurrence_active')
         batch_op.drop_column('is_recurring')
         batch_op.drop_column('occurrence_at')
         batch_op.drop_column('template_id')
 
+    with op.batch_alter_table('ticket_recurrences', schema=None) as batch_op:
+        batch_op.drop_index('ix_ticket_recurrences_due', sqlite_where=sa.text('recurrence_due_at IS NOT NULL'), postgresql_where=sa.text('recurrence_due_at IS NOT NULL'))
+
+    op.drop_table('ticket_recurrences')
     with op.batch_alter_table('recurring_ticket_runs', schema=None) as batch_op:
         batch_op.drop_index('ix_recurring_ticket_runs_started')
 

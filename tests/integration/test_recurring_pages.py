@@ -45,11 +45,11 @@ def test_create_a_recurring_ticket(app, client, auth, form):
     with app.app_context():
         template = db.session.scalar(sa.select(Ticket))
         assert response.location.endswith(f"/tickets/{template.id}")
-        assert template.is_recurring and template.column_id is None and template.recurrence_active
-        assert (template.recurrence_interval, template.recurrence_every, template.recurrence_weekdays) == (
-            "weekly", 1, "0")
+        rec = template.recurrence
+        assert template.is_recurring and template.column_id is None and rec.recurrence_active
+        assert (rec.recurrence_interval, rec.recurrence_every, rec.recurrence_weekdays) == ("weekly", 1, "0")
         # 09:00 in Berlin (CET, UTC+1) is 08:00 UTC; the creation moment is the occurrence (no lead).
-        assert template.next_occurrence == datetime(2027, 3, 22, 8, 0, tzinfo=UTC) == template.recurrence_due_at
+        assert rec.next_occurrence == datetime(2027, 3, 22, 8, 0, tzinfo=UTC) == rec.recurrence_due_at
         assert [e.kind for e in db.session.scalars(sa.select(TicketEvent).order_by(TicketEvent.id))] == [
             "created", "scheduled"]
     page = client.get(response.location).get_data(as_text=True)
@@ -67,7 +67,7 @@ def test_next_occurrence_moves_to_the_first_time_that_fits_the_rule(app, auth, f
     assert response.status_code == 302
     with app.app_context():
         template = db.session.scalar(sa.select(Ticket))
-        assert template.next_occurrence == datetime(2027, 3, 29, 7, 0, tzinfo=UTC)  # Monday 09:00 CEST
+        assert template.recurrence.next_occurrence == datetime(2027, 3, 29, 7, 0, tzinfo=UTC)  # Monday, CEST
 
 
 @pytest.mark.parametrize("overrides, field, message", [
@@ -106,7 +106,7 @@ def test_a_plain_ticket_ignores_the_hidden_recurrence_controls(app, auth, form):
     assert response.status_code == 302
     with app.app_context():
         ticket = db.session.scalar(sa.select(Ticket))
-        assert not ticket.is_recurring and ticket.column_id is not None and ticket.next_occurrence is None
+        assert not ticket.is_recurring and ticket.column_id is not None and ticket.recurrence is None
 
 
 def test_preview_endpoint(client, auth, form):
@@ -172,17 +172,17 @@ def test_edit_a_template_and_pause_it(app, client, auth, form):
     assert response.status_code == 302, response.get_data(as_text=True)
     with app.app_context():
         edited = db.session.get(Ticket, template.id)
-        assert edited.recurrence_monthly_mode == "last_day" and edited.column_id is None
-        assert edited.next_occurrence == datetime(2027, 1, 31, 9, tzinfo=UTC)
+        assert edited.recurrence.recurrence_monthly_mode == "last_day" and edited.column_id is None
+        assert edited.recurrence.next_occurrence == datetime(2027, 1, 31, 9, tzinfo=UTC)
     assert auth.post(f"/tickets/{template.id}/pause").status_code == 302
     with app.app_context():
-        assert not db.session.get(Ticket, template.id).recurrence_active
+        assert not db.session.get(Ticket, template.id).recurrence.recurrence_active
         assert process_due(datetime(2027, 2, 1, tzinfo=UTC)).processed == 0
     assert "paused" in client.get(f"/tickets/{template.id}").get_data(as_text=True)
     assert auth.post(f"/tickets/{template.id}/resume").status_code == 302
     with app.app_context():
         resumed = db.session.get(Ticket, template.id)
-        assert resumed.recurrence_active
+        assert resumed.recurrence.recurrence_active
 
 
 def test_a_template_cannot_be_moved_onto_the_board(app, auth, ids):

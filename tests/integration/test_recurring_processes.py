@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from itsm.automation.models import JobRun
 from itsm.extensions import db
-from itsm.recurring.models import RecurringTicketRun
+from itsm.recurring.models import RecurringTicketRun, TicketRecurrence
 from itsm.recurring.processor import process_due
 from itsm.schedules import service
 from itsm.schedules.validation import Definition
@@ -22,14 +22,11 @@ from tests.processes import wait_for
 
 def add_due_templates(n: int, due: datetime) -> None:
     """``n`` daily templates due at ``due``, inserted in one go (the factory is one commit each)."""
-    rows = [{"title": f"Due {i}", "description": "", "priority": 2, "category": "", "is_recurring": True,
-             "recurrence_active": True, "recurrence_interval": "daily", "recurrence_every": 1,
-             "recurrence_time_zone": "UTC", "recurrence_anchor": due, "next_occurrence": due,
-             "recurrence_due_at": due, "recurrence_weekdays": "", "recurrence_monthly_mode": "day",
-             "recurrence_weekdays_only": False, "recurrence_business_days": "", "recurrence_position": 0,
-             "recurrence_lead_hours": 0, "recurrence_open_policy": "always", "recurrence_catch_up": "latest",
-             "is_archived": False, "created_at": due, "updated_at": due} for i in range(n)]
-    db.session.execute(sa.insert(Ticket), rows)
+    ids = db.session.scalars(sa.insert(Ticket).returning(Ticket.id), [
+        {"title": f"Due {i}", "is_recurring": True, "created_at": due, "updated_at": due} for i in range(n)]).all()
+    db.session.execute(sa.insert(TicketRecurrence), [
+        {"ticket_id": i, "recurrence_interval": "daily", "recurrence_time_zone": "UTC", "recurrence_anchor": due,
+         "next_occurrence": due, "recurrence_due_at": due} for i in ids])
     db.session.commit()
 
 
@@ -87,7 +84,7 @@ def test_locked_templates_are_skipped_not_waited_for(app, database_url):
         add_due_templates(30, due)
         held = db.engine.connect()
         held.begin()
-        locked = held.execute(sa.select(Ticket.id).where(Ticket.is_recurring.is_(True)).order_by(Ticket.id)
+        locked = held.execute(sa.select(TicketRecurrence.ticket_id).order_by(TicketRecurrence.ticket_id)
                               .limit(10).with_for_update()).scalars().all()
         result = {}
         worker = threading.Thread(target=lambda: result.update(totals=_process(app)))

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from itsm.extensions import db
 from itsm.recurring import runs
-from itsm.recurring.models import Holiday, RecurringTicketRun
+from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
 from itsm.recurring.processor import process_due
 from itsm.tickets.models import Ticket, TicketEvent
 from tests import factories
@@ -24,9 +24,10 @@ def occurrences(template_id: int) -> list[Ticket]:
                               .order_by(Ticket.occurrence_at)).all()
 
 
-def reload(ticket_id: int) -> Ticket:
+def reload(ticket_id: int) -> TicketRecurrence:
+    """A template's schedule, fresh from the database."""
     db.session.expire_all()
-    return db.session.get(Ticket, ticket_id)
+    return db.session.get(TicketRecurrence, ticket_id)
 
 
 def test_a_due_template_opens_one_ticket_with_its_fields(app, ids):
@@ -61,7 +62,7 @@ def test_runs_again_and_a_rewound_template_never_duplicate(app):
         process_due(NOW)
         assert process_due(NOW).processed == 0  # advanced: nothing is due any more
         # A stale claim, a retried job or a second scheduler looks like this: the same time again.
-        db.session.execute(sa.update(Ticket).where(Ticket.id == template.id).values(
+        db.session.execute(sa.update(TicketRecurrence).where(TicketRecurrence.ticket_id == template.id).values(
             next_occurrence=NOW - timedelta(minutes=1), recurrence_due_at=NOW - timedelta(minutes=1),
             recurrence_position=0))
         db.session.commit()
@@ -145,7 +146,7 @@ def test_archived_paused_and_ended_templates_are_never_processed(app):
         past_end = factories.make_template(start=NOW - timedelta(days=5), recurrence_interval="daily",
                                            recurrence_end_date=(NOW - timedelta(days=10)).date())
         archived.is_archived = True
-        paused.recurrence_active = False
+        paused.recurrence.recurrence_active = False
         db.session.commit()
         totals = process_due(NOW)
         # The past-end template has no occurrence at all, so make_template left it without a next time.
