@@ -177,18 +177,20 @@ def main() -> None:
         ours, naive = statistics.median(f["ours"]), statistics.median(f["naive"])
         rows.append(f"| {kind} | {ours:.3f} s | {n / ours:,.0f} | {naive:.2f} s | {n / naive:,.0f} | "
                     f"{naive / ours:.1f}x |")
-        if kind == "postgresql":
+        if kind == "postgresql":  # the targets are PostgreSQL's; SQLite's figures are for comparison
             checks.append((f"{n:,} on PostgreSQL < {TARGET_SECONDS} s", f"{ours:.3f} s", ours < TARGET_SECONDS))
-        checks.append((f"{kind}: at least {TARGET_RATIO:g}x the naive loop", f"{naive / ours:.1f}x",
-                       naive / ours >= TARGET_RATIO))
+            checks.append((f"PostgreSQL: at least {TARGET_RATIO:g}x the naive loop", f"{naive / ours:.1f}x",
+                           naive / ours >= TARGET_RATIO))
     rows += ["", "| target | value | verdict |", "|---|---|---|"]
     rows += [f"| {name} | {value} | {'PASS' if ok else 'FAIL'} |" for name, value, ok in checks]
     notes = [f"- {n:,} due templates (daily/weekly/monthly/yearly, every 1-3, four time zones; one in ten with a "
              "rich rule: last Friday, business days, Mon/Wed/Fri, last day of the month); each run opens one ticket "
              "per template with its history event and advances the template. Templates are rewound (and on "
              "PostgreSQL VACUUM ANALYZEd) before every run.",
-             f"- Set-based: `process_due` (batches of 500, one INSERT ... ON CONFLICT DO NOTHING, one event INSERT "
-             f"and one executemany UPDATE per batch, one commit per batch); median of {args.runs} runs.",
+             "- Set-based: `process_due`, batches of 1,000 claimed with FOR UPDATE SKIP LOCKED; per batch on "
+             "PostgreSQL one INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING that also writes the "
+             "history events (CTE), one UPDATE ... FROM unnest of ticket_recurrences and one commit; on SQLite "
+             f"executemany with ON CONFLICT DO NOTHING. Median of {args.runs} runs.",
              "- Naive loop: ORM add ticket + event, update template, commit, per template, "
              f"`expire_on_commit=False`; median of {args.naive_runs} runs."]
     print("\n" + "\n".join(rows + [""] + notes))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from itsm.board.models import BoardColumn, ordered_columns
 from itsm.board.service import create_column
 from itsm.extensions import db
+from itsm.recurring import service as recurring
+from itsm.recurring.forms import Recurrence
 from itsm.tickets import service as tickets
 from itsm.tickets.models import Ticket
 from itsm.users.service import create_user, find_by_email
@@ -25,6 +31,19 @@ TICKETS = (
     ("Renew TLS certificate for intranet", "Expires at the end of the month.", 3, "Infrastructure", "Done"),
     ("Shared mailbox for the finance team", "", 2, "Access", "In progress"),
 )
+
+
+def _seed_recurring(admin, agent) -> None:
+    """The product's example: the patch check every Monday at 09:00 local time."""
+    zone = ZoneInfo(current_app.config["TIME_ZONE"])
+    today = datetime.now(zone).date()
+    monday = today + timedelta(days=(7 - today.weekday()) % 7 or 7)
+    start = datetime.combine(monday, time(9, 0), tzinfo=zone)
+    ticket = tickets.create_ticket(actor=admin, column=None, title="Weekly patch check ({week})",
+                                   description="Review the patch report and schedule reboots.", priority=3,
+                                   category="Patching", assignee_id=agent.id)
+    recurring.make_template(ticket, admin, Recurrence.build(
+        start, recurrence_interval="weekly", recurrence_weekdays="0", recurrence_time_zone=zone.key))
 
 
 @demo_cli.command("seed")
@@ -54,5 +73,8 @@ def seed() -> None:
                 requester_email=f"user{i + 1}@example.com",
             )
         created.append(f"{len(TICKETS)} tickets")
+    if db.session.scalar(db.select(Ticket.id).where(Ticket.is_recurring.is_(True)).limit(1)) is None:
+        _seed_recurring(users[DEMO_ADMIN[0]], users[DEMO_AGENT[0]])
+        created.append("a weekly recurring ticket")
     db.session.commit()
     click.echo("Demo data: created " + ", ".join(created) + "." if created else "Demo data: already present.")

@@ -28,7 +28,7 @@ from itsm.recurring.models import Holiday, TicketRecurrence
 from itsm.recurring.series import Series, plan, render_title
 from itsm.tickets.models import Ticket, TicketEvent
 
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 tickets = Ticket.__table__
 events = TicketEvent.__table__
 

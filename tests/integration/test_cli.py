@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from sqlalchemy import func
 
 from itsm.board.models import BoardColumn
@@ -49,5 +51,8 @@ def test_demo_seed_is_idempotent(app, runner):
     assert second.exit_code == 0 and "already present" in second.output
     with app.app_context():
         assert db.session.scalar(db.select(func.count(BoardColumn.id))) == 4  # the board existed already
-        assert db.session.scalar(db.select(func.count(Ticket.id))) == 6
+        assert db.session.scalar(db.select(func.count(Ticket.id)).where(Ticket.is_recurring.is_(False))) == 6
+        template = db.session.scalar(db.select(Ticket).where(Ticket.is_recurring.is_(True)))
+        local = template.recurrence.next_occurrence.astimezone(ZoneInfo(app.config["TIME_ZONE"]))
+        assert (local.weekday(), local.hour, local.minute) == (0, 9, 0)  # the weekly patch check: Monday 09:00
         assert factories.user("admin@example.com") is not None
