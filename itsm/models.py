@@ -2,6 +2,7 @@
 
 from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
+from itsm.housekeeping.settings import Setting
 from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
 from itsm.schedules.models import (
     ClockedSchedule,
@@ -18,5 +19,5 @@ from itsm.users.models import User
 __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
     "SolarSchedule",
-    "BoardColumn", "Holiday", "JobRun", "RecurringTicketRun", "TicketRecurrence", "Comment", "Ticket", "TicketEvent",
-    "User"]
+    "BoardColumn", "Setting", "Holiday", "JobRun", "RecurringTicketRun", "TicketRecurrence", "Comment", "Ticket",
+    "TicketEvent", "User"]

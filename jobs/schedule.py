@@ -35,6 +35,9 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(name="process-recurring-tickets", task="process_recurring_tickets", every=5, period="minutes",
           description="Opens the tickets recurring templates are due to open (exactly once each).",
           misfire="once"),
+    Entry(name="archive-done-tickets", task="archive_done_tickets", cron="0 * * * *",
+          description="Archives tickets that have been in a done column longer than the archive setting.",
+          misfire="once"),
 )
 
 

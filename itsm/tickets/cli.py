@@ -8,6 +8,8 @@ import click
 from flask.cli import AppGroup
 
 from itsm.dbtypes import utcnow
+from itsm.housekeeping import settings
+from itsm.housekeeping.archive import archive_done
 from itsm.recurring import runs
 from itsm.recurring.processor import BATCH_SIZE, Totals, process_due
 
@@ -48,3 +50,30 @@ def process_recurring(dry_run: bool, batch_size: int) -> None:
 def _end_progress() -> None:
     if sys.stderr.isatty():
         click.echo(err=True)
+
+
+def _positive_hours(_ctx, _param, value):
+    if value is not None and not value > 0:
+        raise click.BadParameter("must be a positive number of hours, such as 24 or 0.5")
+    return value
+
+
+@tickets_cli.command("archive-done")
+@click.option("--dry-run", is_flag=True, help="List what would be archived; change nothing.")
+@click.option("--hours", type=float, callback=_positive_hours,
+              help="Archive tickets done for more than this many hours (default: the archive setting).")
+def archive_done_command(dry_run: bool, hours: float | None) -> None:
+    """Archive tickets that have been in a done column for more than N hours."""
+    if hours is None:
+        hours = settings.archive_after_hours()
+    outcome = archive_done(hours, dry_run=dry_run)
+    if dry_run:
+        for ticket_id, title, done_at in outcome.candidates:
+            click.echo(f"#{ticket_id}  done since {done_at:%Y-%m-%d %H:%M} UTC  {title}")
+        more = outcome.archived - len(outcome.candidates)
+        if more > 0:
+            click.echo(f"... and {more} more")
+        click.echo(f"Dry run: {outcome.archived} ticket(s) done for more than {hours:g} hours would be archived. "
+                   "Nothing was changed.")
+        return
+    click.echo(f"Archived {outcome.archived} ticket(s) done for more than {hours:g} hours.")

@@ -1,0 +1,1 @@
+"""Housekeeping: archiving finished tickets, backups, and keeping the job audit tidy."""
