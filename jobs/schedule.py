@@ -38,6 +38,12 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(name="archive-done-tickets", task="archive_done_tickets", cron="0 * * * *",
           description="Archives tickets that have been in a done column longer than the archive setting.",
           misfire="once"),
+    Entry(name="cleanup-stuck-runs", task="cleanup_stuck_runs", every=10, period="minutes",
+          description="Marks runs lost that are still running after twice their time limit.", misfire="skip"),
+    Entry(name="purge-job-runs", task="purge_job_runs", cron="30 4 * * *",
+          description="Removes job-run audit rows older than JOB_RUN_RETENTION_DAYS.", misfire="once"),
+    Entry(name="cleanup-failed-jobs", task="cleanup_failed_jobs", cron="45 4 * * *",
+          description="Removes RQ failed-job entries older than JOB_RUN_RETENTION_DAYS.", misfire="once"),
 )
 
 
