@@ -15,6 +15,7 @@ def register(app: Flask) -> None:
     # CONTRACT: every command fails with a one-line reason on stderr, bad options included.
     click.exceptions.UsageError.show = _show_usage_error_on_one_line
 
+    from itsm.backups.cli import backup_cli
     from itsm.demo import demo_cli
     from itsm.schedules.cli import schedules_cli
     from itsm.tickets.cli import tickets_cli
@@ -22,5 +23,5 @@ def register(app: Flask) -> None:
     from jobs.cli import jobs_cli, scheduler_command, worker_command
 
     for command in (users_cli, demo_cli, worker_command, jobs_cli, scheduler_command, schedules_cli,
-                    tickets_cli):
+                    tickets_cli, backup_cli):
         app.cli.add_command(command)

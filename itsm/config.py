@@ -87,6 +87,9 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "TIME_ZONE": time_zone,
         "TICKET_ARCHIVE_AFTER_HOURS": _int(env, "TICKET_ARCHIVE_AFTER_HOURS", 24),
         "BACKUP_DIR": env.get("BACKUP_DIR") or str(instance / "backups"),
+        "BACKUP_KEEP_DAILY": _int(env, "BACKUP_KEEP_DAILY", 30),  # days of daily backups kept
+        "BACKUP_KEEP_WEEKLY": _int(env, "BACKUP_KEEP_WEEKLY", 12),  # weeks of weekly backups
+        "BACKUP_KEEP_MONTHLY": _int(env, "BACKUP_KEEP_MONTHLY", 12),  # months of monthly backups
         "MAIL_SERVER": env.get("MAIL_SERVER", "localhost"),
         "MAIL_PORT": _int(env, "MAIL_PORT", 25),
         "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),

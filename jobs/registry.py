@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     from jobs.task import Task
 
 # Modules that define the product's tasks; a worker imports them all at start.
-TASK_MODULES: tuple[str, ...] = ("jobs.diagnostics", "jobs.recurring", "jobs.housekeeping")
+TASK_MODULES: tuple[str, ...] = ("jobs.diagnostics", "jobs.recurring", "jobs.housekeeping",
+                                   "jobs.backups")
 
 _tasks: dict[str, Task] = {}
 
