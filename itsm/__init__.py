@@ -73,6 +73,7 @@ def register_blueprints(app: Flask) -> None:
     from itsm.admin.routes import bp as admin_bp
     from itsm.auth.routes import bp as auth_bp
     from itsm.automation.routes import bp as automation_bp
+    from itsm.backups.routes import bp as backups_bp
     from itsm.board.routes import bp as board_bp
     from itsm.health import bp as health_bp
     from itsm.housekeeping.routes import bp as settings_bp
@@ -82,7 +83,7 @@ def register_blueprints(app: Flask) -> None:
     from itsm.tickets.routes import bp as tickets_bp
 
     for bp in (auth_bp, health_bp, tickets_bp, recurring_bp, board_bp, admin_bp, automation_bp, schedules_bp,
-               holidays_bp, settings_bp):
+               holidays_bp, settings_bp, backups_bp):
         app.register_blueprint(bp)
 
 

@@ -11,7 +11,7 @@ import re
 import pytest
 
 PUBLIC = {"auth.login", "auth.logout", "health.healthz", "health.readyz", "static"}
-ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "rq_dashboard.")
+ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "backups.", "rq_dashboard.")
 
 
 def classify(endpoint: str) -> str:
@@ -52,7 +52,7 @@ def call(client, auth, method, url):
 
 def test_every_endpoint_is_classified(app):
     known = {"auth.", "health.", "tickets.", "recurring.", "board.", "admin.", "automation.", "schedules.",
-             "holidays.", "settings.", "static", "rq_dashboard."}
+             "holidays.", "settings.", "backups.", "static", "rq_dashboard."}
     for rule in app.url_map.iter_rules():
         assert rule.endpoint.startswith(tuple(known)), f"unclassified endpoint {rule.endpoint}"
 

@@ -1,0 +1,187 @@
+"""Backups on SQLite and PostgreSQL: round trip, verification, bad input, retention, jobs and the page."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from itsm.backups import service
+from itsm.backups.store import list_backups, manifest_path
+from itsm.extensions import db
+from itsm.tickets.models import Ticket
+from jobs.backups import backup_database
+from tests import factories
+
+
+@pytest.fixture
+def app_config(tmp_path):
+    return {"BACKUP_DIR": str(tmp_path / "backups")}
+
+
+def titles() -> list[str]:
+    db.session.expire_all()
+    return sorted(db.session.scalars(sa.select(Ticket.title)))
+
+
+def test_backup_change_restore_gives_back_the_data(app, runner):
+    with app.app_context():
+        for title in ("Printer jams", "VPN drops", "New laptop"):
+            factories.make_ticket(title)
+    created = runner.invoke(args=["backup", "create"])
+    assert created.exit_code == 0, created.output
+    with app.app_context():
+        [backup] = list_backups()
+        assert backup.manifest["tables"]["tickets"] == 3 and backup.manifest["migration"]
+        db.session.execute(sa.update(Ticket).where(Ticket.title == "VPN drops").values(title="changed"))
+        db.session.execute(sa.delete(Ticket).where(Ticket.title == "New laptop"))
+        db.session.commit()
+        factories.make_ticket("after the backup")
+    refused = runner.invoke(args=["backup", "restore", backup.name])
+    assert refused.exit_code == 1 and "--yes" in refused.output
+    with app.app_context():
+        assert "after the backup" in titles()  # nothing changed without --yes
+    restored = runner.invoke(args=["backup", "restore", backup.name, "--yes"])
+    assert restored.exit_code == 0, restored.output
+    with app.app_context():
+        assert titles() == ["New laptop", "Printer jams", "VPN drops"]
+        safety = [b for b in list_backups() if b.name != backup.name]
+        assert len(safety) == 1 and safety[0].manifest["tables"]["tickets"] == 3  # what was there before
+
+
+def test_verify_records_success_and_catches_damage(app, runner):
+    with app.app_context():
+        factories.make_ticket("Keep me")
+        backup = service.create_backup()
+    good = runner.invoke(args=["backup", "verify", str(backup.path)])
+    assert good.exit_code == 0 and "counts match" in good.output
+    with app.app_context():
+        assert list_backups()[0].verified is True
+    data = bytearray(backup.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    backup.path.write_bytes(bytes(data))
+    bad = runner.invoke(args=["backup", "verify", backup.name])
+    assert bad.exit_code == 1 and "sha256" in bad.output and "Traceback" not in bad.output
+    assert json.loads(manifest_path(backup.path).read_text())["verified"] is False
+    backup.path.write_bytes(bytes(data[: len(data) // 3]))
+    truncated = runner.invoke(args=["backup", "verify", backup.name])
+    assert truncated.exit_code == 1 and "truncated" in truncated.output
+
+
+def test_a_manifest_that_lies_about_the_rows_fails_verification(app):
+    with app.app_context():
+        factories.make_ticket("one")
+        backup = service.create_backup()
+        manifest = json.loads(backup.manifest_path.read_text())
+        manifest["tables"]["tickets"] = 5
+        backup.manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(service.BackupError, match="different row counts"):
+            service.verify_backup(backup.path)
+
+
+def test_bad_input_is_one_line_and_changes_nothing(app, runner, tmp_path):
+    with app.app_context():
+        backup = service.create_backup()
+    missing = runner.invoke(args=["backup", "verify", "nope.sqlite.gz"])
+    assert missing.exit_code == 1 and "no backup file" in missing.output
+    foreign = backup.path.with_name("itsm-20200101T000000Z.sqlite.gz")
+    foreign.write_bytes(b"not a backup at all")
+    out = runner.invoke(args=["backup", "restore", foreign.name, "--yes"])
+    assert out.exit_code == 1 and "no manifest" in out.output and len(out.output.strip().splitlines()) <= 2
+    manifest = json.loads(backup.manifest_path.read_text())
+    manifest["migration"] = "9999_from_the_future"
+    backup.manifest_path.write_text(json.dumps(manifest))
+    newer = runner.invoke(args=["backup", "restore", backup.name, "--yes"])
+    assert newer.exit_code == 1 and "newer version" in newer.output
+    with app.app_context():
+        assert len(list_backups()) == 2  # no safety backup was taken for a refused restore
+
+
+def test_unwritable_directory_and_full_disk(app, runner, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    app.config["BACKUP_DIR"] = str(blocker / "backups")
+    result = runner.invoke(args=["backup", "create"])
+    assert result.exit_code == 1 and "cannot create the backup directory" in result.output
+    app.config["BACKUP_DIR"] = str(tmp_path / "backups")
+    with app.app_context():
+        earlier = service.create_backup(datetime.now(UTC) - timedelta(days=1))
+
+    def full(*_args, **_kwargs):  # fault injection: the disk fills up while the dump is written
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfileobj", full)
+    monkeypatch.setattr("itsm.backups.dbtools.pg_dump", lambda *a: full())
+    result = runner.invoke(args=["backup", "create"])
+    assert result.exit_code == 1 and "disk is full" in result.output
+    assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == sorted(
+        [earlier.name, earlier.manifest_path.name])  # no partial file left, the earlier backup untouched
+
+
+def two_years_of_backups(directory, now: datetime, verified_day: str | None = None) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for days in range(730):
+        when = (now - timedelta(days=days)).replace(hour=3, minute=0, second=0)
+        name = f"itsm-{when:%Y%m%dT%H%M%SZ}.sqlite.gz"
+        (directory / name).write_bytes(b"x")
+        manifest = {"format": 1, "sha256": "0", "size": 1, "database": "sqlite", "tables": {},
+                    "verified": when.date().isoformat() == verified_day}
+        (directory / (name + ".json")).write_text(json.dumps(manifest))
+
+
+def test_retention_over_two_years_keeps_exactly_the_tiers(app, runner, tmp_path):
+    now = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    directory = tmp_path / "backups"
+    two_years_of_backups(directory, now, verified_day="2025-06-15")
+    with app.app_context():
+        kept, doomed = service.prune(now, dry_run=True)
+        assert len(kept) + len(doomed) == 730 and len(list(directory.glob("*.gz"))) == 730  # dry run
+        kept, doomed = service.prune(now)
+    days = sorted(b.created_at.date().isoformat() for b in kept)
+    daily = [(now - timedelta(days=d)).date().isoformat() for d in range(30)]
+    weekly = ["2026-09-06", "2026-09-13", "2026-09-20", "2026-09-27", "2026-10-04", "2026-10-11", "2026-10-18"]
+    monthly = ["2025-12-31", "2026-01-31", "2026-02-28", "2026-03-31", "2026-04-30", "2026-05-31", "2026-06-30",
+               "2026-07-31", "2026-08-31", "2026-09-30"]
+    assert days == sorted(daily + weekly + monthly + ["2025-06-15"])  # and the newest verified one
+    assert sorted(p.name[5:13] for p in directory.glob("*.gz")) == [d.replace("-", "") for d in days]
+    assert len(list(directory.glob("*.json"))) == len(days)
+
+
+def test_prune_cli_dry_run(app, runner, tmp_path):
+    two_years_of_backups(tmp_path / "backups", datetime.now(UTC))
+    result = runner.invoke(args=["backup", "prune", "--dry-run"])
+    assert result.exit_code == 0 and "would delete" in result.output and "Nothing was changed" in result.output
+    assert len(list((tmp_path / "backups").glob("*.gz"))) == 730
+
+
+@pytest.mark.parametrize("app_config", [{"JOBS_EAGER": True}], indirect=False)
+def test_the_backup_job_verifies_what_it_wrote(app, tmp_path, app_config):
+    app.config["BACKUP_DIR"] = str(tmp_path / "backups")
+    with app.app_context():
+        factories.make_ticket("nightly")
+        result = backup_database.apply()
+        [backup] = list_backups()
+        assert result["file"] == backup.name and backup.verified is True
+        assert "counts match" in backup.manifest["verify_message"]
+
+
+def test_backups_page(app, client, auth, redis):
+    with app.app_context():
+        backup = service.create_backup()
+    auth.login()
+    page = client.get("/admin/backups").get_data(as_text=True)
+    assert backup.name in page and "daily" in page and "not yet" in page
+    download = client.get(f"/admin/backups/{backup.name}/download")
+    assert download.status_code == 200 and download.data == backup.path.read_bytes()
+    download.close()
+    assert client.get("/admin/backups/..%2F..%2Fetc%2Fpasswd/download").status_code == 404
+    assert auth.post("/admin/backups/create").status_code == 302
+    assert auth.post(f"/admin/backups/{backup.name}/verify").status_code == 302
+    assert redis.llen("rq:queue:low") == 2  # both queued for a worker
+    auth.logout()
+    auth.login_agent()
+    assert client.get("/admin/backups").status_code == 403
