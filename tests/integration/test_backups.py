@@ -185,3 +185,10 @@ def test_backups_page(app, client, auth, redis):
     auth.logout()
     auth.login_agent()
     assert client.get("/admin/backups").status_code == 403
+
+
+def test_a_failed_backup_is_retried_after_60_120_and_240_seconds():
+    from itsm.backups.store import BackupError
+
+    assert [backup_database.autoretry_countdown(n) for n in range(3)] == [60, 120, 240]
+    assert backup_database.max_retries == 3 and BackupError in backup_database.autoretry_for
