@@ -12,10 +12,11 @@ from jobs.task import task
 def archive_done_tickets() -> dict:
     """Archive tickets done for longer than the setting (TICKET_ARCHIVE_AFTER_HOURS by default)."""
     from itsm.housekeeping import settings
-    from itsm.housekeeping.archive import archive_done
+    from itsm.housekeeping.archive import archive_done, settle
 
     hours = settings.archive_after_hours()
     outcome = archive_done(hours)
+    settle(outcome)
     return {"archived": outcome.archived, "hours": hours}
 
 

@@ -17,7 +17,7 @@ from itsm.tickets.models import Ticket, TicketEvent
 
 tickets = Ticket.__table__
 events = TicketEvent.__table__
-REANALYZE_AFTER = 10_000
+SETTLE_AFTER = 10_000  # archived rows that make a VACUUM ANALYZE worth it
 
 # PostgreSQL: archive and write every history event in one statement.
 _PG_ARCHIVE = text("""
@@ -60,12 +60,18 @@ def archive_done(hours: float, *, now: datetime | None = None, dry_run: bool = F
                 .order_by(tickets.c.done_at, tickets.c.id).limit(preview_limit))]
             return outcome
         outcome.archived = _archive(conn, cutoff, now)
-    if outcome.archived >= REANALYZE_AFTER and db.engine.dialect.name == "postgresql":
-        # A big pass leaves the planner thinking half the table is still due, and the next (empty)
-        # pass would scan the table instead of probing ix_tickets_archived_done.
-        with db.engine.begin() as conn:
-            conn.exec_driver_sql("ANALYZE tickets")
     return outcome
+
+
+def settle(outcome: Outcome) -> bool:
+    """After a big pass on PostgreSQL, VACUUM ANALYZE the tickets: until then the index still holds
+    the archived rows' old entries and the planner thinks they are due, so the next (empty) pass
+    would wade through them, or scan the table. Returns whether it ran."""
+    if outcome.archived < SETTLE_AFTER or db.engine.dialect.name != "postgresql":
+        return False
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM (ANALYZE) tickets")
+    return True
 
 
 def _archive(conn: Connection, cutoff: datetime, now: datetime) -> int:

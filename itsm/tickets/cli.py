@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 from itsm.dbtypes import utcnow
 from itsm.housekeeping import settings
-from itsm.housekeeping.archive import archive_done
+from itsm.housekeeping.archive import archive_done, settle
 from itsm.recurring import runs
 from itsm.recurring.processor import BATCH_SIZE, Totals, process_due
 
@@ -77,3 +77,4 @@ def archive_done_command(dry_run: bool, hours: float | None) -> None:
                    "Nothing was changed.")
         return
     click.echo(f"Archived {outcome.archived} ticket(s) done for more than {hours:g} hours.")
+    settle(outcome)
