@@ -28,15 +28,33 @@ def titles() -> list[str]:
     return sorted(db.session.scalars(sa.select(Ticket.title)))
 
 
+def content() -> dict[str, list[tuple]]:
+    """Every row of the desk's tables, to compare a restore with what was backed up."""
+    db.session.expire_all()
+    tables = ("tickets", "ticket_events", "comments", "users", "board_columns", "ticket_recurrences")
+    return {t: sorted(tuple(map(str, r)) for r in db.session.execute(sa.text(f"SELECT * FROM {t}")))  # noqa: S608
+            for t in tables}
+
+
+def service_comment(ticket) -> None:
+    from itsm.tickets.service import add_comment
+
+    add_comment(db.session.merge(ticket), None, "Backed up with me")
+    db.session.commit()
+
+
 def test_backup_change_restore_gives_back_the_data(app, runner):
     with app.app_context():
         for title in ("Printer jams", "VPN drops", "New laptop"):
-            factories.make_ticket(title)
+            ticket = factories.make_ticket(title)
+        service_comment(ticket)
+        factories.make_template("Weekly {date}", start=datetime.now(UTC), recurrence_interval="weekly")
+        before = content()
     created = runner.invoke(args=["backup", "create"])
     assert created.exit_code == 0, created.output
     with app.app_context():
         [backup] = list_backups()
-        assert backup.manifest["tables"]["tickets"] == 3 and backup.manifest["migration"]
+        assert backup.manifest["tables"]["tickets"] == 4 and backup.manifest["migration"]
         db.session.execute(sa.update(Ticket).where(Ticket.title == "VPN drops").values(title="changed"))
         db.session.execute(sa.delete(Ticket).where(Ticket.title == "New laptop"))
         db.session.commit()
@@ -48,9 +66,9 @@ def test_backup_change_restore_gives_back_the_data(app, runner):
     restored = runner.invoke(args=["backup", "restore", backup.name, "--yes"])
     assert restored.exit_code == 0, restored.output
     with app.app_context():
-        assert titles() == ["New laptop", "Printer jams", "VPN drops"]
+        assert content() == before
         safety = [b for b in list_backups() if b.name != backup.name]
-        assert len(safety) == 1 and safety[0].manifest["tables"]["tickets"] == 3  # what was there before
+        assert len(safety) == 1 and safety[0].manifest["tables"]["tickets"] == 4  # what was there before
 
 
 def test_verify_records_success_and_catches_damage(app, runner):
@@ -192,3 +210,20 @@ def test_a_failed_backup_is_retried_after_60_120_and_240_seconds():
 
     assert [backup_database.autoretry_countdown(n) for n in range(3)] == [60, 120, 240]
     assert backup_database.max_retries == 3 and BackupError in backup_database.autoretry_for
+
+
+def test_pg_dump_missing_or_older_than_the_server(app, procs, database_url, tmp_path):
+    """The client tools come from the machine: a missing or too old pg_dump is a clear error."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pg_dump is PostgreSQL's")
+    backups = str(tmp_path / "backups")
+    missing = procs.run("backup", "create", PATH=str(tmp_path), BACKUP_DIR=backups)
+    assert missing.returncode == 1 and "pg_dump was not found on PATH" in missing.stderr
+    old = tmp_path / "old-tools"
+    old.mkdir()
+    script = old / "pg_dump"
+    script.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")  # an old client left on the machine
+    script.chmod(0o755)
+    too_old = procs.run("backup", "create", PATH=f"{old}:/usr/bin:/bin", BACKUP_DIR=backups)
+    assert too_old.returncode == 1 and "pg_dump is version 9 but the server is PostgreSQL" in too_old.stderr
+    assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups").iterdir())
