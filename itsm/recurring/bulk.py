@@ -14,7 +14,6 @@ from datetime import datetime
 from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from itsm.board.models import BoardColumn
 from itsm.dbtypes import UTCDateTime
 from itsm.recurring.models import TicketRecurrence
 from itsm.tickets.models import Ticket, TicketEvent
@@ -74,10 +73,10 @@ def _pg(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def insert_occurrences(conn: Connection, rows: list[dict], column: BoardColumn, done_at: datetime | None,
+def insert_occurrences(conn: Connection, rows: list[dict], column, done_at: datetime | None,
                        now: datetime) -> list[tuple[int, int, str]]:
-    """Insert the tickets (skipping any (template, time) already there) with their "created" events;
-    returns (id, template_id, title) of those inserted."""
+    """Insert the tickets into ``column`` (a row with id and name), skipping any (template, time)
+    already there, with their "created" events; returns (id, template_id, title) of those inserted."""
     if not rows:
         return []
     if _pg(conn):

@@ -26,12 +26,10 @@ from itsm.extensions import db
 from itsm.recurring import bulk
 from itsm.recurring.models import Holiday, TicketRecurrence
 from itsm.recurring.series import Series, plan, render_title
-from itsm.tickets.models import Ticket, TicketEvent
+from itsm.tickets.models import Ticket
 
 BATCH_SIZE = 1000
 tickets = Ticket.__table__
-events = TicketEvent.__table__
-
 recurrences = TicketRecurrence.__table__
 _TEMPLATE_COLUMNS = [recurrences.c.ticket_id.label("id")] + [tickets.c[name] for name in (
     "title", "description", "priority", "category", "assignee_id", "requester_email")] + [
@@ -50,8 +48,10 @@ class Totals:
 
 @dataclass(frozen=True)
 class _Board:
-    first: BoardColumn | None
-    done: BoardColumn | None
+    """The board's columns as plain rows, read once per pass."""
+
+    first: object | None  # row: id, name, is_done_column
+    done: object | None
     names: dict[int, str]
 
     @classmethod

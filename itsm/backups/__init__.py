@@ -1,0 +1,1 @@
+"""Database backups: create, verify, restore and tiered retention."""

@@ -1,0 +1,91 @@
+"""``flask backup create|list|prune|verify|restore``."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from itsm.backups import service
+from itsm.backups.store import BackupError, list_backups, resolve
+from itsm.dbtypes import utcnow
+
+backup_cli = AppGroup("backup", help="Database backups.")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _fail(err: BackupError) -> click.ClickException:
+    return click.ClickException(str(err))
+
+
+@backup_cli.command("create")
+def create_command() -> None:
+    """Back the database up into BACKUP_DIR (compressed, with a manifest)."""
+    click.echo("Backing up ...", err=True)
+    try:
+        backup = service.create_backup()
+    except BackupError as err:
+        raise _fail(err) from None
+    rows = sum(backup.manifest["tables"].values())
+    click.echo(f"Created {backup.path} ({_size(backup.size)}, {rows} rows in {len(backup.manifest['tables'])} "
+               "tables). Verify it with `flask backup verify`.")
+
+
+@backup_cli.command("list")
+def list_command() -> None:
+    """Backups in BACKUP_DIR, newest first, with size, tier and verification."""
+    backups = list_backups()
+    if not backups:
+        click.echo("No backups yet. Create one with `flask backup create`.")
+        return
+    keep = service.tiers_of_current(backups)
+    for b in backups:
+        state = {True: "verified", False: "FAILED verify", None: "not verified"}[b.verified]
+        click.echo(f"{b.name}  {_size(b.size):>10}  {keep.get(b.name, 'expired'):<15}  {state}")
+
+
+@backup_cli.command("prune")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
+def prune_command(dry_run: bool) -> None:
+    """Delete the backups no retention tier keeps (never the newest verified one)."""
+    kept, doomed = service.prune(utcnow(), dry_run=dry_run)
+    for backup in doomed:
+        click.echo(f"{'would delete' if dry_run else 'deleted'}  {backup.name}")
+    click.echo(f"{'Dry run: ' if dry_run else ''}{len(doomed)} backup(s) {'would be ' if dry_run else ''}deleted, "
+               f"{len(kept)} kept." + (" Nothing was changed." if dry_run else ""))
+
+
+@backup_cli.command("verify")
+@click.argument("file")
+def verify_command(file: str) -> None:
+    """Check FILE's checksum, restore it into a scratch database and compare row counts."""
+    try:
+        path = resolve(file)
+        click.echo(f"Verifying {path.name} ...", err=True)
+        manifest = service.verify_backup(path)
+    except BackupError as err:
+        raise _fail(err) from None
+    click.echo(f"{path.name} is good: {manifest['verify_message']}.")
+
+
+@backup_cli.command("restore")
+@click.argument("file")
+@click.option("--yes", is_flag=True, help="Confirm: the configured database is replaced by the backup.")
+def restore_command(file: str, yes: bool) -> None:
+    """Replace the configured database with FILE (a safety backup is taken first)."""
+    try:
+        path = resolve(file)
+        if not yes:
+            raise BackupError(f"restoring {path.name} replaces everything in the configured database; "
+                              "add --yes to go ahead")
+        click.echo(f"Taking a safety backup, then restoring {path.name} ...", err=True)
+        safety = service.restore_backup(path)
+    except BackupError as err:
+        raise _fail(err) from None
+    click.echo(f"Restored {path.name}. What was there before is in {safety.name}.")
