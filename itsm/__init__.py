@@ -52,6 +52,9 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     mail.init_app(app)
+    from itsm.mail import outbox
+
+    outbox.register()
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -90,6 +90,7 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "BACKUP_KEEP_DAILY": _int(env, "BACKUP_KEEP_DAILY", 30),  # days of daily backups kept
         "BACKUP_KEEP_WEEKLY": _int(env, "BACKUP_KEEP_WEEKLY", 12),  # weeks of weekly backups
         "BACKUP_KEEP_MONTHLY": _int(env, "BACKUP_KEEP_MONTHLY", 12),  # months of monthly backups
+        "BASE_URL": (env.get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),  # links in emails
         "MAIL_SERVER": env.get("MAIL_SERVER", "localhost"),
         "MAIL_PORT": _int(env, "MAIL_PORT", 25),
         "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),

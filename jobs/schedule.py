@@ -32,6 +32,8 @@ REGISTRY: tuple[Entry, ...] = (
     Entry(name="automation-ping", task="diagnostics.ping", every=10, period="minutes",
           description="Proves the whole path works: scheduler, Redis, a worker and the database.",
           misfire="skip"),
+    Entry(name="flush-outbox", task="flush_outbox", every=1, period="minutes",
+          description="Sends emails left pending (for example while Redis was down).", misfire="skip"),
     Entry(name="process-recurring-tickets", task="process_recurring_tickets", every=5, period="minutes",
           description="Opens the tickets recurring templates are due to open (exactly once each).",
           misfire="once"),

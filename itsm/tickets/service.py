@@ -5,6 +5,7 @@ from __future__ import annotations
 from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.mail import notify
 from itsm.tickets.models import PRIORITIES, Comment, Ticket, TicketEvent
 from itsm.users.models import User
 
@@ -64,6 +65,7 @@ def create_ticket(*, actor: User | None, column: BoardColumn | None, title: str,
     ticket.column = column
     _apply_done_state(ticket, None, column, now)
     record(ticket, "created", actor, {"title": [None, ticket.title], "column": [None, column.name]})
+    notify.ticket_created(ticket)
     return ticket
 
 
@@ -88,12 +90,16 @@ def update_ticket(ticket: Ticket, actor: User | None, **values) -> dict:
     if not changes:
         return {}
     now = utcnow()
+    became_done = False
     if "column" in changes:
         new_column = db.session.get(BoardColumn, ticket.column_id)
         ticket.column = new_column
+        became_done = new_column.is_done_column and not (old_column and old_column.is_done_column)
         _apply_done_state(ticket, old_column, new_column, now)
     ticket.updated_at = now
     record(ticket, "moved" if set(changes) == {"column"} else "updated", actor, changes)
+    if not ticket.is_recurring:
+        notify.ticket_updated(ticket, changes, actor, became_done)
     return changes
 
 
@@ -107,6 +113,8 @@ def add_comment(ticket: Ticket, actor: User | None, body: str, is_public: bool =
     db.session.add(comment)
     ticket.updated_at = now
     record(ticket, "commented", actor, {"comment": [None, "public" if is_public else "internal"]})
+    if not ticket.is_recurring:
+        notify.comment_added(ticket, comment, actor)
     return comment
 
 

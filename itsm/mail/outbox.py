@@ -1,0 +1,89 @@
+"""Writing to the outbox, and handing new rows to the send job once their transaction commits.
+
+``queue_email`` adds a row to the current session: it commits (or rolls back) with the
+change that caused it. After the commit each new row's send job is enqueued; if Redis is
+down then, the row simply stays pending and the every-minute ``flush_outbox`` sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app, render_template
+from redis.exceptions import RedisError
+from sqlalchemy import event
+
+from itsm.dbtypes import utcnow
+from itsm.extensions import db
+from itsm.mail.models import EmailMessage
+
+log = logging.getLogger(__name__)
+_PENDING_KEY = "itsm_outbox_new"
+_IDS_KEY = "itsm_outbox_ids"
+
+
+class OutboxError(ValueError):
+    """An email that cannot be written (a bad address); nothing is queued."""
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """Header values on one line: a newline in a subject or name can never start a new header."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "\u2026"
+
+
+def checked_address(address: str) -> str:
+    try:
+        return validate_email(one_line(address, 254), check_deliverability=False).normalized
+    except EmailNotValidError as err:
+        raise OutboxError(f"not a valid email address: {address!r} ({err})") from None
+
+
+def queue_email(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None,
+                **context) -> EmailMessage:
+    """Render ``templates/email/<template>.txt`` and ``.html`` now and add the outbox row to the session."""
+    context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
+    message = EmailMessage(
+        kind=kind, to_address=checked_address(to), subject=one_line(subject),
+        body_text=render_template(f"email/{template}.txt", **context),
+        body_html=render_template(f"email/{template}.html", **context),
+        status="pending", ticket_id=ticket_id, created_at=utcnow(),
+    )
+    db.session.add(message)
+    db.session.info.setdefault(_PENDING_KEY, []).append(message)
+    return message
+
+
+def _after_flush(session, _context) -> None:
+    # Ids exist from the flush on; after the commit the objects are expired and must not be touched.
+    new = session.info.get(_PENDING_KEY)
+    if new:
+        session.info.setdefault(_IDS_KEY, []).extend(m.id for m in new if m.id is not None)
+        new.clear()
+
+
+def _after_commit(session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+    ids = session.info.pop(_IDS_KEY, [])
+    if not ids:
+        return
+    from jobs.mail import send_email
+
+    try:
+        send_email.apply_many([((i,), {}) for i in ids])
+    except RedisError as err:
+        log.warning("could not queue %d email(s) (%s); flush_outbox will send them", len(ids), err)
+
+
+def _after_rollback(session, _previous_transaction) -> None:
+    session.info.pop(_PENDING_KEY, None)
+    session.info.pop(_IDS_KEY, None)
+
+
+def register() -> None:
+    """Hook the session once per process (create_app calls it)."""
+    if not event.contains(db.session, "after_commit", _after_commit):
+        event.listen(db.session, "after_flush", _after_flush)
+        event.listen(db.session, "after_commit", _after_commit)
+        event.listen(db.session, "after_soft_rollback", _after_rollback)
