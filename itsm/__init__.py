@@ -80,13 +80,14 @@ def register_blueprints(app: Flask) -> None:
     from itsm.board.routes import bp as board_bp
     from itsm.health import bp as health_bp
     from itsm.housekeeping.routes import bp as settings_bp
+    from itsm.mail.routes import bp as outbox_bp
     from itsm.recurring.holidays import bp as holidays_bp
     from itsm.recurring.routes import bp as recurring_bp
     from itsm.schedules.routes import bp as schedules_bp
     from itsm.tickets.routes import bp as tickets_bp
 
     for bp in (auth_bp, health_bp, tickets_bp, recurring_bp, board_bp, admin_bp, automation_bp, schedules_bp,
-               holidays_bp, settings_bp, backups_bp):
+               holidays_bp, settings_bp, backups_bp, outbox_bp):
         app.register_blueprint(bp)
 
 

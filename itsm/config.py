@@ -98,6 +98,8 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "MAIL_USERNAME": env.get("MAIL_USERNAME"),
         "MAIL_PASSWORD": env.get("MAIL_PASSWORD"),
         "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER", "itsm@localhost"),
+        # Flask-Mail drops every message when TESTING is on; the outbox must never lose mail silently.
+        "MAIL_SUPPRESS_SEND": _bool(env.get("MAIL_SUPPRESS_SEND")),
         "JOBS_EAGER": _bool(env.get("JOBS_EAGER")),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
         "JOBS_QUEUES": ("high", "default", "low"),

@@ -209,3 +209,13 @@ def procs(app, database_url, redis, tmp_path):
     yield processes
     processes.stop_all()
     print(processes.logs())  # pytest shows it when the test failed
+
+
+@pytest.fixture
+def mailserver():
+    """A real SMTP server on a free port, not started: call ``.start()`` (or leave it down)."""
+    from tests.mailserver import MailServer
+
+    server = MailServer()
+    yield server
+    server.stop()

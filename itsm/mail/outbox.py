@@ -17,6 +17,7 @@ from sqlalchemy import event
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
+from jobs.exceptions import JobsError
 
 log = logging.getLogger(__name__)
 _PENDING_KEY = "itsm_outbox_new"
@@ -72,7 +73,7 @@ def _after_commit(session) -> None:
 
     try:
         send_email.apply_many([((i,), {}) for i in ids])
-    except RedisError as err:
+    except (RedisError, JobsError) as err:
         log.warning("could not queue %d email(s) (%s); flush_outbox will send them", len(ids), err)
 
 

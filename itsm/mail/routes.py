@@ -1,0 +1,110 @@
+"""/admin/outbox: every email with its state, attempts and last error; retry, retry all, test."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from redis.exceptions import RedisError
+from sqlalchemy import func, update
+from wtforms import EmailField
+from wtforms.validators import DataRequired, Email, Length
+
+from itsm.admin.guard import admin_blueprint
+from itsm.extensions import db
+from itsm.mail.models import STATUSES, EmailMessage
+from itsm.mail.outbox import queue_email
+from itsm.tickets.forms import ActionForm
+from itsm.tickets.queries import Page
+from jobs.connection import unavailable
+from jobs.exceptions import JobsError
+
+bp = admin_blueprint("outbox", __name__, "/admin/outbox")
+PER_PAGE = 50
+
+
+class TestEmailForm(FlaskForm):
+    to = EmailField("Send a test email to", validators=[DataRequired(), Length(max=254),
+                                                          Email(message="Enter a valid email address.")])
+
+
+@bp.get("")
+def index():
+    status = request.args.get("status", "")
+    if status and status not in STATUSES:
+        abort(400, f"Unknown status {status!r}.")
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or not 0 < int(raw) < 10**6:
+        abort(400, "The page number must be a whole number of 1 or more.")
+    number = int(raw)
+    conditions = [EmailMessage.status == status] if status else []
+    total = db.session.scalar(db.select(func.count(EmailMessage.id)).where(*conditions))
+    rows = db.session.scalars(db.select(EmailMessage).where(*conditions)
+                              .order_by(EmailMessage.created_at.desc(), EmailMessage.id.desc())
+                              .limit(PER_PAGE).offset((number - 1) * PER_PAGE)).all()
+    page = Page(items=rows, page=number, per_page=PER_PAGE, total=total)
+    if number > page.pages:
+        abort(404, f"There is no page {number}; the last page is {page.pages}.")
+    counts = dict(db.session.execute(db.select(EmailMessage.status, func.count()).group_by(EmailMessage.status)).all())
+    form = TestEmailForm(to=current_user.email)
+    return render_template("admin/outbox.html", page=page, status=status, counts=counts, statuses=STATUSES,
+                           form=form, action_form=ActionForm())
+
+
+def _requeue(ids: list[int]) -> bool:
+    """Failed rows back to pending and handed to the send job; False when Redis is down (they stay
+    pending and flush_outbox sends them when it is back)."""
+    if not ids:
+        return True
+    db.session.execute(update(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.status == "failed")
+                       .values(status="pending", last_error=None, queued_at=None))
+    db.session.commit()
+    from jobs.mail import send_email
+
+    try:
+        send_email.apply_many([((i,), {}) for i in ids])
+    except (RedisError, JobsError) as err:
+        reason = unavailable(err) if isinstance(err, RedisError) else str(err)
+        flash(f"Back in the outbox, but not handed to a worker ({reason}); flush_outbox sends them once "
+              "Redis is back.", "error")
+        return False
+    return True
+
+
+def _check_token() -> None:
+    if not ActionForm().validate_on_submit():
+        abort(400, "The form was missing its security token. Reload the page and try again.")
+
+
+@bp.post("/<int:message_id>/retry")
+def retry(message_id: int):
+    _check_token()
+    message = db.session.get(EmailMessage, message_id) or abort(404, f"There is no email #{message_id}.")
+    if message.status != "failed":
+        flash(f"Email #{message.id} is {message.status}; only failed emails are retried.", "info")
+    elif _requeue([message.id]):
+        flash(f"Email #{message.id} to {message.to_address} queued again.", "success")
+    return redirect(url_for("outbox.index", status=request.args.get("status") or None))
+
+
+@bp.post("/retry-failed")
+def retry_failed():
+    _check_token()
+    ids = list(db.session.scalars(db.select(EmailMessage.id).where(EmailMessage.status == "failed")))
+    if not ids:
+        flash("No failed emails.", "info")
+    elif _requeue(ids):
+        flash(f"{len(ids)} failed email(s) queued again.", "success")
+    return redirect(url_for("outbox.index"))
+
+
+@bp.post("/test")
+def test():
+    form = TestEmailForm()
+    if not form.validate_on_submit():
+        flash("Enter a valid email address for the test email.", "error")
+        return redirect(url_for("outbox.index"))
+    message = queue_email("test", form.to.data, "itsm test email", "test", sender=current_user.display_name)
+    db.session.commit()
+    flash(f"Test email #{message.id} to {message.to_address} is in the outbox.", "success")
+    return redirect(url_for("outbox.index"))

@@ -1,0 +1,46 @@
+"""A real SMTP server (aiosmtpd) on a free local port, for the email tests."""
+
+from __future__ import annotations
+
+import email
+import socket
+from email.message import Message
+
+from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 -- aiosmtpd's hook name
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 Message accepted"
+
+
+class MailServer:
+    """Not listening until ``start()``: a port nobody answers on is how "SMTP is down" looks."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.inbox = _Inbox()
+        self._controller: Controller | None = None
+
+    @property
+    def messages(self) -> list[Message]:
+        return self.inbox.messages
+
+    def start(self) -> None:
+        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
