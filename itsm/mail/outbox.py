@@ -66,15 +66,7 @@ def _after_flush(session, _context) -> None:
 
 def _after_commit(session) -> None:
     session.info.pop(_PENDING_KEY, None)
-    ids = session.info.pop(_IDS_KEY, [])
-    if not ids:
-        return
-    from jobs.mail import send_email
-
-    try:
-        send_email.apply_many([((i,), {}) for i in ids])
-    except (RedisError, JobsError) as err:
-        log.warning("could not queue %d email(s) (%s); flush_outbox will send them", len(ids), err)
+    enqueue(session.info.pop(_IDS_KEY, []))
 
 
 def _after_rollback(session, _previous_transaction) -> None:
@@ -88,3 +80,35 @@ def register() -> None:
         event.listen(db.session, "after_flush", _after_flush)
         event.listen(db.session, "after_commit", _after_commit)
         event.listen(db.session, "after_soft_rollback", _after_rollback)
+
+
+def insert_rows(conn, rows: list[dict]) -> list[int]:
+    """Outbox rows written on a Core connection (set-based work such as the recurring-ticket pass), in
+    that connection's transaction; queue their send jobs with ``enqueue`` once it has committed."""
+    if not rows:
+        return []
+    from sqlalchemy import insert
+
+    table = EmailMessage.__table__
+    return list(conn.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
+
+
+def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None, **context) -> dict:
+    """An outbox row's values, rendered now (for ``insert_rows``)."""
+    context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
+    return {"kind": kind, "to_address": checked_address(to), "subject": one_line(subject),
+            "body_text": render_template(f"email/{template}.txt", **context),
+            "body_html": render_template(f"email/{template}.html", **context),
+            "status": "pending", "attempts": 0, "ticket_id": ticket_id, "created_at": utcnow()}
+
+
+def enqueue(ids: list[int]) -> None:
+    """Hand committed outbox rows to the send job; with Redis down they wait for flush_outbox."""
+    if not ids:
+        return
+    from jobs.mail import send_email
+
+    try:
+        send_email.apply_many([((i,), {}) for i in ids])
+    except (RedisError, JobsError) as err:
+        log.warning("could not queue %d email(s) (%s); flush_outbox will send them", len(ids), err)

@@ -17,16 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import Connection, func, select, tuple_, update
 
 from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.mail import outbox
 from itsm.recurring import bulk
 from itsm.recurring.models import Holiday, TicketRecurrence
 from itsm.recurring.series import Series, plan, render_title
-from itsm.tickets.models import Ticket
+from itsm.tickets.models import PRIORITIES, Ticket
+from itsm.users.models import User
 
 BATCH_SIZE = 1000
 tickets = Ticket.__table__
@@ -109,14 +112,16 @@ def process_due(now: datetime | None = None, *, dry_run: bool = False, batch_siz
                 if not rows:
                     break
                 cursor = (rows[-1].recurrence_due_at, rows[-1].id)
-                _process_batch(conn, rows, now, holidays, board, totals, dry_run)
+                emails = _process_batch(conn, rows, now, holidays, board, totals, dry_run)
+            outbox.enqueue(emails)  # after the commit: the rows are there for the send job
             if progress:
                 progress(totals)
     return totals
 
 
 def _process_batch(conn: Connection, rows: list, now: datetime, holidays: frozenset[date], board: _Board,
-                   totals: Totals, dry_run: bool) -> None:
+                   totals: Totals, dry_run: bool) -> list[int]:
+    """One batch in the caller's transaction; returns the ids of the outbox rows it wrote."""
     previous = _previous_occurrences(conn, [r.id for r in rows if r.recurrence_open_policy != "always"])
     new_tickets, advances, to_close = [], [], {}
     for row in rows:
@@ -148,7 +153,7 @@ def _process_batch(conn: Connection, rows: list, now: datetime, holidays: frozen
                 "occurrence_at": when,
             })
     if dry_run:
-        return
+        return []
     if new_tickets and board.first is None:
         raise RuntimeError("the board has no columns to open recurring tickets in")
     first = board.first
@@ -159,6 +164,28 @@ def _process_batch(conn: Connection, rows: list, now: datetime, holidays: frozen
     closing = [to_close[template_id] for _, template_id, _ in created if template_id in to_close]
     bulk.insert_events(conn, _close(conn, closing, board, now), now)
     bulk.advance_templates(conn, advances, now)
+    assignees = {row.id: row.assignee_id for row in rows if row.assignee_id}
+    priorities = {row.id: PRIORITIES.get(row.priority, "normal") for row in rows}
+    return _tell_assignees(conn, [c for c in created if c[1] in assignees], assignees, priorities)
+
+
+def _tell_assignees(conn: Connection, created: list, assignees: dict[int, int],
+                    priorities: dict[int, str]) -> list[int]:
+    """An email to the assignee of each new occurrence, in the batch's transaction (so exactly once)."""
+    if not created:
+        return []
+    users = dict(conn.execute(select(User.id, User.email).where(User.id.in_(set(assignees.values())),
+                                                                 User.active.is_(True))).all())
+    rows = []
+    for ticket_id, template_id, title in created:
+        email = users.get(assignees[template_id])
+        if email is None:
+            continue
+        ticket = SimpleNamespace(id=ticket_id, title=title, priority_name=priorities[template_id])
+        rows.append(outbox.rendered("ticket_assigned", email, f"[#{ticket_id}] Assigned to you: {title}",
+                                    "ticket_assigned", ticket_id=ticket_id, ticket=ticket,
+                                    by=f"the recurring ticket #{template_id}"))
+    return outbox.insert_rows(conn, rows)
 
 
 def _close(conn: Connection, previous: list, board: _Board, now: datetime) -> list[tuple]:

@@ -261,3 +261,17 @@ def test_a_failing_run_is_recorded_and_changes_nothing(app):
         run = db.session.scalar(sa.select(RecurringTicketRun))
         assert run.status == "error" and "no columns" in run.error_message and run.finished_at is not None
         assert reload(template.id).recurrence_position == 0  # the batch rolled back
+
+
+def test_the_assignee_hears_of_each_new_occurrence_once(app, ids):
+    from itsm.mail.models import EmailMessage
+
+    with app.app_context():
+        template = factories.make_template("Backup check {date}", start=NOW - timedelta(minutes=1),
+                                           recurrence_interval="daily", ticket_fields={"assignee_id": ids.agent})
+        process_due(NOW)
+        process_due(NOW)  # nothing new: no second email
+        [ticket] = occurrences(template.id)
+        [email] = db.session.scalars(sa.select(EmailMessage)).all()
+        assert (email.kind, email.to_address, email.ticket_id) == ("ticket_assigned", "agent@example.com", ticket.id)
+        assert f"#{ticket.id}" in email.subject and "recurring ticket #" in email.body_text
