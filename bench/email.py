@@ -40,6 +40,7 @@ from tests.mailserver import MailServer
 SECTION = "## Email (bench/email.py)"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 TARGET = 200.0
+CONCURRENCY = int(__import__("os").environ.get("BENCH_EMAIL_CONCURRENCY", "2"))
 
 
 def sent_count(app) -> int:
@@ -54,7 +55,7 @@ def ours(app, url: str, server: MailServer, n: int, log: Path) -> float:
         db.session.commit()
     env = common.flask_env(url, REDIS_URL, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(server.port),
                            MAIL_DEFAULT_SENDER="desk@example.com", LOG_LEVEL="WARNING")
-    with common.running([[sys.executable, "-m", "flask", "worker", "--concurrency", "2"]], env, log):
+    with common.running([[sys.executable, "-m", "flask", "worker", "--concurrency", str(CONCURRENCY)]], env, log):
         time.sleep(3)  # let the worker processes start before the clock does
         start = time.perf_counter()
         with app.app_context():

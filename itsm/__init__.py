@@ -52,9 +52,11 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     mail.init_app(app)
-    from itsm.mail import outbox
+    from itsm.mail import notify, outbox
+    from jobs import runtime
 
     outbox.register()
+    runtime.on_final_failure(notify.system_failure)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -81,13 +83,15 @@ def register_blueprints(app: Flask) -> None:
     from itsm.health import bp as health_bp
     from itsm.housekeeping.routes import bp as settings_bp
     from itsm.mail.routes import bp as outbox_bp
+    from itsm.mail.unsubscribe import bp as unsubscribe_bp
     from itsm.recurring.holidays import bp as holidays_bp
     from itsm.recurring.routes import bp as recurring_bp
     from itsm.schedules.routes import bp as schedules_bp
     from itsm.tickets.routes import bp as tickets_bp
+    from itsm.users.profile import bp as profile_bp
 
     for bp in (auth_bp, health_bp, tickets_bp, recurring_bp, board_bp, admin_bp, automation_bp, schedules_bp,
-               holidays_bp, settings_bp, backups_bp, outbox_bp):
+               holidays_bp, settings_bp, backups_bp, outbox_bp, unsubscribe_bp, profile_bp):
         app.register_blueprint(bp)
 
 

@@ -35,8 +35,10 @@ def set_worker_app(app: Flask, announce_running=None) -> None:
 
 
 def on_final_failure(hook) -> None:
-    """Register ``hook(task_name, job_id, exc, args, kwargs)``, called once a job has failed for good."""
-    _failure_hooks.append(hook)
+    """Register ``hook(task_name, job_id, exc, args, kwargs)``, called once a job has failed for good
+    (once, however many apps register it)."""
+    if hook not in _failure_hooks:
+        _failure_hooks.append(hook)
 
 
 STATUS = {"success": "succeeded", "retry": "retrying", "failure": "failed"}  # outcome kind -> audit status

@@ -156,6 +156,9 @@ def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, log
     with app.app_context():
         db.engine.dispose(close=False)
     dbconn.keep_connections(async_commit=app.config["JOBS_AUDIT_ASYNC_COMMIT"])
+    from itsm.mail import sending
+
+    sending.keep_connections()
     registry.load(app.config["JOBS_IMPORTS"])
     heartbeat = max(1, int(app.config["JOBS_HEARTBEAT_SECONDS"]))
     ItsmWorker.heartbeat_seconds = heartbeat

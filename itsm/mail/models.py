@@ -33,3 +33,12 @@ class EmailMessage(db.Model):
     claimed_at = db.Column(UTCDateTime, nullable=True)  # when the current attempt took it for sending
     sent_at = db.Column(UTCDateTime, nullable=True)
     job_id = db.Column(db.String(64), nullable=True)
+
+
+class EmailOptOut(db.Model):
+    """An address (a requester's) that unsubscribed from ticket updates through its signed link."""
+
+    __tablename__ = "email_opt_outs"
+
+    address = db.Column(db.String(254), primary_key=True)
+    created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import contextlib
 
 from itsm.extensions import db
+from itsm.mail import preferences
 from itsm.mail.outbox import OutboxError, queue_email
 from itsm.users.models import User
 
 
 def _to_requester(ticket, kind: str, subject: str, template: str, **context) -> None:
-    if not ticket.requester_email:
+    if not ticket.requester_email or preferences.opted_out(ticket.requester_email):
         return
+    context["unsubscribe_url"] = preferences.unsubscribe_url(ticket.requester_email)
     # An address that cannot receive mail is skipped (the forms refuse these; older rows may have them).
     with contextlib.suppress(OutboxError):
         queue_email(kind, ticket.requester_email, subject, template, ticket_id=ticket.id, ticket=ticket, **context)
@@ -28,8 +30,8 @@ def ticket_created(ticket) -> None:
 
 def assigned(ticket, actor: User | None) -> None:
     user = db.session.get(User, ticket.assignee_id) if ticket.assignee_id else None
-    if user is None or not user.active or (actor is not None and actor.id == user.id):
-        return  # nobody to tell, or they did it themselves
+    if user is None or not user.active or not user.notify_assigned or (actor is not None and actor.id == user.id):
+        return  # nobody to tell, they turned it off, or they did it themselves
     queue_email("ticket_assigned", user.email, f"[#{ticket.id}] Assigned to you: {ticket.title}", "ticket_assigned",
                 ticket_id=ticket.id, ticket=ticket, by=actor.display_name if actor else "")
 
@@ -51,3 +53,18 @@ def comment_added(ticket, comment, actor: User | None) -> None:
         return  # internal notes stay internal
     _to_requester(ticket, "ticket_commented", f"[#{ticket.id}] New reply: {ticket.title}", "ticket_commented",
                   author=actor.display_name if actor else "The service desk", body=comment.body)
+
+
+QUIET_TASKS = ("send_email", "flush_outbox")  # their failures are in the outbox; an email about them could loop
+
+
+def system_failure(task_name: str, job_id: str, exc: BaseException, args, kwargs) -> None:
+    """Final failure of any job: tell the admins who asked for system failures (a failure hook)."""
+    if task_name in QUIET_TASKS:
+        return
+    admins = db.session.scalars(db.select(User).where(User.role == "admin", User.active.is_(True),
+                                                      User.notify_system_failures.is_(True))).all()
+    for admin in admins:
+        queue_email("system_failure", admin.email, f"[itsm] {task_name} failed", "system_failure",
+                    task_name=task_name, job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:500])
+    db.session.commit()

@@ -3,7 +3,10 @@ sent, so a retried job, a duplicate job or a flush can never send a message twic
 
 from __future__ import annotations
 
+import contextlib
+import smtplib
 import socket
+import threading
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -16,6 +19,7 @@ from itsm.mail.models import EmailMessage
 
 messages = EmailMessage.__table__
 STALE_SENDING = timedelta(minutes=15)  # a "sending" row this old lost its worker mid-send
+_HOST = socket.getfqdn() or "localhost"
 
 
 def claim(message_id: int, job_id: str | None = None):
@@ -33,12 +37,55 @@ def _set(message_id: int, **values) -> None:
         conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
 
 
+_kept = threading.local()
+_keep = False
+
+
+def keep_connections() -> None:
+    """Called in worker processes: each keeps its SMTP connection open between messages instead of
+    connecting, greeting and quitting for every one (half the cost of a small message)."""
+    global _keep
+    _keep = True
+
+
+def _connection():
+    conn = getattr(_kept, "conn", None)
+    if conn is None:
+        conn = mail.connect()
+        conn.__enter__()
+        _kept.conn = conn
+    return conn
+
+
+def drop_connection() -> None:
+    conn, _kept.conn = getattr(_kept, "conn", None), None
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.__exit__(None, None, None)
+
+
 def deliver(row) -> None:
     """Hand one claimed row to the SMTP server (Flask-Mail, the MAIL_* settings)."""
     msg = Message(subject=row.subject, recipients=[row.to_address], body=row.body_text, html=row.body_html,
                   sender=current_app.config["MAIL_DEFAULT_SENDER"])
-    msg.msgId = f"<itsm-outbox-{row.id}@{socket.getfqdn() or 'localhost'}>"  # stable across retries
-    mail.send(msg)
+    msg.msgId = f"<itsm-outbox-{row.id}@{_HOST}>"  # stable across retries
+    if not _keep:
+        mail.send(msg)
+        return
+    try:
+        _connection().send(msg)
+    except smtplib.SMTPServerDisconnected:
+        # The server closed the kept connection while it sat idle (before this message was accepted):
+        # connect again, once. Anything else goes to the job's retries.
+        drop_connection()
+        try:
+            _connection().send(msg)
+        except Exception:
+            drop_connection()
+            raise
+    except Exception:
+        drop_connection()
+        raise
 
 
 def mark_sent(message_id: int) -> None:

@@ -175,7 +175,8 @@ def _tell_assignees(conn: Connection, created: list, assignees: dict[int, int],
     if not created:
         return []
     users = dict(conn.execute(select(User.id, User.email).where(User.id.in_(set(assignees.values())),
-                                                                 User.active.is_(True))).all())
+                                                                 User.active.is_(True),
+                                                                 User.notify_assigned.is_(True))).all())
     rows = []
     for ticket_id, template_id, title in created:
         email = users.get(assignees[template_id])

@@ -12,6 +12,15 @@ from itsm.extensions import db
 ROLES = ("admin", "agent")
 MIN_PASSWORD_LENGTH = 10
 
+# Email a user may turn off on their profile; the last three are for admins.
+NOTIFICATION_KINDS = {
+    "notify_assigned": "Tickets assigned to me (including new recurring occurrences)",
+    "notify_system_failures": "System failures: a job that failed for good, a failed backup, a late schedule",
+    "notify_admin_actions": "Things that need an admin",
+    "notify_operational": "A daily digest of the automation: runs, failures, archived tickets, backups",
+}
+ADMIN_KINDS = ("notify_system_failures", "notify_admin_actions", "notify_operational")
+
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
@@ -24,6 +33,10 @@ class User(UserMixin, db.Model):
     role = db.Column(db.String(16), nullable=False, default="agent")
     active = db.Column(db.Boolean, nullable=False, default=True)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)
+    notify_assigned = db.Column(db.Boolean, nullable=False, default=True)
+    notify_system_failures = db.Column(db.Boolean, nullable=False, default=True)
+    notify_admin_actions = db.Column(db.Boolean, nullable=False, default=True)
+    notify_operational = db.Column(db.Boolean, nullable=False, default=False)
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)

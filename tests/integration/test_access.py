@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-PUBLIC = {"auth.login", "auth.logout", "health.healthz", "health.readyz", "static"}
+PUBLIC = {"auth.login", "auth.logout", "health.healthz", "health.readyz", "static", "unsubscribe.unsubscribe"}
 ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "backups.", "outbox.",
                   "rq_dashboard.")
 
@@ -26,6 +26,7 @@ def classify(endpoint: str) -> str:
 def concrete_urls(app, ticket_id: int, user_id: int, column_id: int):
     """(endpoint, method, url) for every rule, with sample values for its arguments."""
     samples = {"ticket_id": ticket_id, "user_id": user_id, "column_id": column_id, "holiday_id": 1, "message_id": 1,
+               "token": "x",
                "filename": "style.css", "id": 1, "name": "x"}
     for rule in app.url_map.iter_rules():
         url = rule.rule
@@ -53,7 +54,8 @@ def call(client, auth, method, url):
 
 def test_every_endpoint_is_classified(app):
     known = {"auth.", "health.", "tickets.", "recurring.", "board.", "admin.", "automation.", "schedules.",
-             "holidays.", "settings.", "backups.", "outbox.", "static", "rq_dashboard."}
+             "holidays.", "settings.", "backups.", "outbox.", "unsubscribe.", "profile.", "static",
+             "rq_dashboard."}
     for rule in app.url_map.iter_rules():
         assert rule.endpoint.startswith(tuple(known)), f"unclassified endpoint {rule.endpoint}"
 

@@ -171,3 +171,41 @@ def test_outbox_page_retry_and_test_email(app, client, auth, redis):
     with app.app_context():
         assert [m.kind for m in outbox()] == ["ticket_created", "test"]
     assert redis.llen("rq:queue:high") == queued + 2  # the retried one and the test one are with the worker
+
+
+def test_preferences_and_unsubscribe_route_correctly(app, ids, client, auth):
+    from itsm.mail import preferences
+
+    auth.login_agent()
+    assert auth.post("/profile", {}).status_code == 302  # every box unticked: no assignment emails
+    page = client.get("/profile").get_data(as_text=True)
+    assert "Tickets assigned to me" in page and "System failures" not in page  # admin kinds are for admins
+    with app.app_context():
+        ticket = factories.make_ticket("Dock", requester_email="Pat@Example.com")
+        [created] = outbox()
+        assert preferences.unsubscribe_url("pat@example.com") in created.body_text
+        service.update_ticket(db.session.merge(ticket), factories.user("admin@example.com"), assignee_id=ids.agent)
+        db.session.commit()
+        assert [m.kind for m in outbox()] == ["ticket_created"]  # the agent turned assignment emails off
+        token = preferences.unsubscribe_token("pat@example.com")
+    assert client.get("/unsubscribe/not-a-token").status_code == 404
+    page = client.get(f"/unsubscribe/{token}").get_data(as_text=True)
+    assert "Stop sending updates" in page  # a GET (a mail scanner) changes nothing
+    assert auth.post(f"/unsubscribe/{token}").status_code == 200
+    with app.app_context():
+        service.add_comment(db.session.merge(ticket), None, "Any news?")
+        db.session.commit()
+        assert [m.kind for m in outbox()] == ["ticket_created"]  # the requester unsubscribed
+
+
+def test_admins_hear_of_final_failures(app, ids):
+    from itsm.mail.notify import system_failure
+
+    with app.app_context():
+        quiet = factories.make_user("quiet@example.com", role="admin")
+        quiet.notify_system_failures = False
+        db.session.commit()
+        system_failure("backup_database", "job-1", OSError("disk full"), (), {})
+        system_failure("send_email", "job-2", OSError("smtp down"), (7,), {})  # never about the mailer itself
+        assert [(m.kind, m.to_address) for m in outbox()] == [("system_failure", "admin@example.com")]
+        assert "backup_database" in outbox()[0].subject and "disk full" in outbox()[0].body_text
