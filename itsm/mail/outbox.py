@@ -112,3 +112,5 @@ def enqueue(ids: list[int]) -> None:
         send_email.apply_many([((i,), {}) for i in ids])
     except (RedisError, JobsError) as err:
         log.warning("could not queue %d email(s) (%s); flush_outbox will send them", len(ids), err)
+    except Exception:  # eager mode (JOBS_EAGER) sends inline: its failure is on the row, not the caller's
+        log.exception("sending %d email(s) inline failed; see the outbox", len(ids))
