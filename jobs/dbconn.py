@@ -29,9 +29,9 @@ def keep_connections(async_commit: bool = False) -> None:
     _keep, _async_commit = True, async_commit
 
 
-def _connect():
+def _connect(durable: bool = False):
     conn = db.engine.connect()
-    if _async_commit and conn.dialect.name == "postgresql":
+    if _async_commit and not durable and conn.dialect.name == "postgresql":
         # This connection only ever writes the audit, and is never handed back to the pool:
         # a PostgreSQL crash could lose its last fraction of a second of rows; a worker crash
         # cannot. Claims and the jobs' own writes use other connections and stay synchronous.
@@ -40,20 +40,23 @@ def _connect():
     return conn
 
 
-def write(fn: Callable[..., T]) -> T:
-    """Run ``fn(conn)`` in a transaction and commit it."""
+def write(fn: Callable[..., T], durable: bool = False) -> T:
+    """Run ``fn(conn)`` in a transaction and commit it. ``durable`` writes (the outbox's claims) use a
+    second kept connection that always waits for the WAL flush, whatever JOBS_AUDIT_ASYNC_COMMIT says."""
     if not _keep:
         with db.engine.begin() as conn:
             return fn(conn)
+    slot = "durable" if durable else "conn"
     for attempt in (1, 2):
-        conn = getattr(_local, "conn", None)
+        conn = getattr(_local, slot, None)
         if conn is None or conn.closed or conn.invalidated:
-            conn = _local.conn = _connect()
+            conn = _connect(durable)
+            setattr(_local, slot, conn)
         try:
             with conn.begin():
                 return fn(conn)
         except DBAPIError as err:
             if not err.connection_invalidated or attempt == 2:
                 raise
-            _local.conn = None  # the server closed it: a fresh connection, one more time
+            setattr(_local, slot, None)  # the server closed it: a fresh connection, one more time
     raise AssertionError("unreachable")

@@ -16,6 +16,7 @@ from sqlalchemy import or_, select, update
 from itsm.dbtypes import utcnow
 from itsm.extensions import db, mail
 from itsm.mail.models import EmailMessage
+from jobs import dbconn
 
 messages = EmailMessage.__table__
 STALE_SENDING = timedelta(minutes=15)  # a "sending" row this old lost its worker mid-send
@@ -23,18 +24,18 @@ _HOST = socket.getfqdn() or "localhost"
 
 
 def claim(message_id: int, job_id: str | None = None):
-    """Take the row for sending; None when it is already sent, being sent or failed."""
-    with db.engine.begin() as conn:
-        return conn.execute(
-            update(messages).where(messages.c.id == message_id, messages.c.status.in_(("pending", "retrying")))
-            .values(status="sending", attempts=messages.c.attempts + 1, job_id=job_id, claimed_at=utcnow())
-            .returning(messages.c.id, messages.c.to_address, messages.c.subject, messages.c.body_text,
-                       messages.c.body_html, messages.c.attempts)).first()
+    """Take the row for sending; None when it is already sent, being sent or failed. (In a worker this
+    is a kept, fully durable connection: the claim must be on disk before the message leaves.)"""
+    return dbconn.write(lambda conn: conn.execute(
+        update(messages).where(messages.c.id == message_id, messages.c.status.in_(("pending", "retrying")))
+        .values(status="sending", attempts=messages.c.attempts + 1, job_id=job_id, claimed_at=utcnow())
+        .returning(messages.c.id, messages.c.to_address, messages.c.subject, messages.c.body_text,
+                   messages.c.body_html, messages.c.attempts)).first(), durable=True)
 
 
 def _set(message_id: int, **values) -> None:
-    with db.engine.begin() as conn:
-        conn.execute(update(messages).where(messages.c.id == message_id).values(**values))
+    dbconn.write(lambda conn: conn.execute(update(messages).where(messages.c.id == message_id).values(**values)),
+                 durable=True)
 
 
 _kept = threading.local()

@@ -66,7 +66,9 @@ def test_max_retries_then_failed_registry(app, procs, redis):
     rows = final_runs(app, handle.id, 3)
     assert [r.status for r in rows] == ["retrying", "retrying", "failed"]
     assert int(redis.get("calls")) == 3  # max_retries=2: the first run and two retries
-    assert handle.id in FailedJobRegistry(queue=Queue("default", connection=redis)).get_job_ids()
+    # RQ files the job as failed just after the audit row (and the failure hooks) are written.
+    wait_for(lambda: handle.id in FailedJobRegistry(queue=Queue("default", connection=redis)).get_job_ids(),
+             timeout=10, message="the job in RQ's failed registry")
 
 
 def test_dont_autoretry_for_wins(app, procs, redis):
