@@ -40,7 +40,6 @@ from tests.mailserver import MailServer
 SECTION = "## Email (bench/email.py)"
 REDIS_URL = "redis://127.0.0.1:6379/13"
 TARGET = 200.0
-CONCURRENCY = int(__import__("os").environ.get("BENCH_EMAIL_CONCURRENCY", "2"))
 
 
 def sent_count(app) -> int:
@@ -48,14 +47,14 @@ def sent_count(app) -> int:
         return db.session.scalar(select(func.count()).select_from(EmailMessage).where(EmailMessage.status == "sent"))
 
 
-def ours(app, url: str, server: MailServer, n: int, log: Path) -> float:
+def ours(app, url: str, server: MailServer, n: int, log: Path, concurrency: int) -> float:
     server.messages.clear()
     with app.app_context():
         db.session.execute(delete(EmailMessage))
         db.session.commit()
     env = common.flask_env(url, REDIS_URL, MAIL_SERVER="127.0.0.1", MAIL_PORT=str(server.port),
                            MAIL_DEFAULT_SENDER="desk@example.com", LOG_LEVEL="WARNING")
-    with common.running([[sys.executable, "-m", "flask", "worker", "--concurrency", str(CONCURRENCY)]], env, log):
+    with common.running([[sys.executable, "-m", "flask", "worker", "--concurrency", str(concurrency)]], env, log):
         time.sleep(3)  # let the worker processes start before the clock does
         start = time.perf_counter()
         with app.app_context():
@@ -89,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     server = MailServer()
@@ -102,7 +102,7 @@ def main() -> None:
             common.migrate(app)
             with common.log_tail_on_error(log):
                 for run in range(args.runs):
-                    times.append(ours(app, url, server, args.messages, log))
+                    times.append(ours(app, url, server, args.messages, log, args.concurrency))
                     base.append(baseline(server, args.messages))
                     print(f"run {run + 1}/{args.runs}: outbox + worker {args.messages / times[-1]:.0f} msg/s, "
                           f"smtplib loop {args.messages / base[-1]:.0f} msg/s", flush=True)
@@ -112,7 +112,8 @@ def main() -> None:
         server.stop()
     rate, base_rate = args.messages / statistics.median(times), args.messages / statistics.median(base)
     rows = [f"| measure (median of {args.runs}) | value |", "|---|---|",
-            f"| outbox -> `send_email` jobs -> `flask worker --concurrency 2` -> SMTP | {rate:.0f} messages/s |",
+            f"| outbox -> `send_email` jobs -> `flask worker --concurrency {args.concurrency}` -> SMTP "
+            f"| {rate:.0f} messages/s |",
             f"| baseline: smtplib loop, one connection per message, in-process | {base_rate:.0f} messages/s |",
             f"| ratio | {rate / base_rate:.2f}x |", "", "| target | value | verdict |", "|---|---|---|",
             f"| at least {TARGET:g} messages/s | {rate:.0f} | {'PASS' if rate >= TARGET else 'FAIL'} |"]
