@@ -19,7 +19,7 @@ from itsm.extensions import db
 from itsm.formutil import options
 from itsm.recurring import health as recurring_health
 from itsm.tickets.forms import ActionForm
-from itsm.tickets.queries import Page
+from itsm.tickets.queries import Page, page_number
 from jobs import registry
 from jobs.connection import redis_client, unavailable
 from jobs.exceptions import JobsError
@@ -44,10 +44,7 @@ def _task_names() -> list[str]:
 def index():
     form = RunFilterForm(request.args)
     form.task.choices = options([("", "All tasks")] + [(n, n) for n in _task_names()])
-    raw_page = request.args.get("page", "1")
-    if not raw_page.isdigit() or not 0 < int(raw_page) < 10**6:
-        abort(400, "The page number must be a whole number of 1 or more.")
-    page_number = int(raw_page)
+    number = page_number()
     if not form.validate():
         return render_template("automation/index.html", form=form, page=None, failures_24h=None,
                                recurring=recurring_health.collect()), 400
@@ -60,10 +57,10 @@ def index():
     total = db.session.scalar(db.select(func.count(JobRun.id)).where(*conditions))
     rows = db.session.scalars(db.select(JobRun).where(*conditions)
                               .order_by(JobRun.created_at.desc(), JobRun.id.desc())
-                              .limit(per_page).offset((page_number - 1) * per_page)).all()
-    page = Page(items=rows, page=page_number, per_page=per_page, total=total)
-    if page_number > page.pages:
-        abort(404, f"There is no page {page_number}; the last page is {page.pages}.")
+                              .limit(per_page).offset((number - 1) * per_page)).all()
+    page = Page(items=rows, page=number, per_page=per_page, total=total)
+    if number > page.pages:
+        abort(404, f"There is no page {number}; the last page is {page.pages}.")
     since = utcnow() - timedelta(hours=24)
     failures_24h = db.session.scalar(db.select(func.count(JobRun.id)).where(
         JobRun.status.in_(("failed", "lost")), JobRun.created_at >= since))

@@ -12,7 +12,7 @@ import logging
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 from redis.exceptions import RedisError
-from sqlalchemy import event
+from sqlalchemy import event, insert
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
@@ -44,13 +44,7 @@ def checked_address(address: str) -> str:
 def queue_email(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None,
                 **context) -> EmailMessage:
     """Render ``templates/email/<template>.txt`` and ``.html`` now and add the outbox row to the session."""
-    context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
-    message = EmailMessage(
-        kind=kind, to_address=checked_address(to), subject=one_line(subject),
-        body_text=render_template(f"email/{template}.txt", **context),
-        body_html=render_template(f"email/{template}.html", **context),
-        status="pending", ticket_id=ticket_id, created_at=utcnow(),
-    )
+    message = EmailMessage(**rendered(kind, to, subject, template, ticket_id=ticket_id, **context))
     db.session.add(message)
     db.session.info.setdefault(_PENDING_KEY, []).append(message)
     return message
@@ -87,14 +81,12 @@ def insert_rows(conn, rows: list[dict]) -> list[int]:
     that connection's transaction; queue their send jobs with ``enqueue`` once it has committed."""
     if not rows:
         return []
-    from sqlalchemy import insert
-
     table = EmailMessage.__table__
     return list(conn.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
 
 
 def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None, **context) -> dict:
-    """An outbox row's values, rendered now (for ``insert_rows``)."""
+    """An outbox row's values, rendered now (for ``queue_email`` and ``insert_rows``)."""
     context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
     return {"kind": kind, "to_address": checked_address(to), "subject": one_line(subject),
             "body_text": render_template(f"email/{template}.txt", **context),

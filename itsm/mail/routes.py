@@ -15,7 +15,7 @@ from itsm.extensions import db
 from itsm.mail.models import STATUSES, EmailMessage
 from itsm.mail.outbox import queue_email
 from itsm.tickets.forms import ActionForm
-from itsm.tickets.queries import Page
+from itsm.tickets.queries import Page, page_number
 from jobs.connection import unavailable
 from jobs.exceptions import JobsError
 
@@ -33,10 +33,7 @@ def index():
     status = request.args.get("status", "")
     if status and status not in STATUSES:
         abort(400, f"Unknown status {status!r}.")
-    raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 0 < int(raw) < 10**6:
-        abort(400, "The page number must be a whole number of 1 or more.")
-    number = int(raw)
+    number = page_number()
     conditions = [EmailMessage.status == status] if status else []
     total = db.session.scalar(db.select(func.count(EmailMessage.id)).where(*conditions))
     rows = db.session.scalars(db.select(EmailMessage).where(*conditions)

@@ -30,7 +30,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from itsm.formutil import options, strip
 from itsm.recurrence import to_utc
 from itsm.recurrence_rules import ORDINALS, WEEKDAY_NAMES, Rule
-from itsm.recurring.series import Series, rule_of
+from itsm.recurring.series import Series, parse_weekdays, rule_of
 from itsm.tickets.models import BUSINESS_DAYS, CATCH_UP, OPEN_POLICIES
 
 INTERVAL_CHOICES = options([("daily", "day(s)"), ("weekly", "week(s)"), ("monthly", "month(s)"),
@@ -203,19 +203,18 @@ def check(form: RecurrenceForm) -> Recurrence | None:
 
 def fill_from(form: RecurrenceForm, ticket) -> None:
     """Show a template's rule in the form (the next occurrence in the template's own zone)."""
+    rec = ticket.recurrence
     form.is_recurring.data = True
-    ticket = ticket.recurrence
     for name in RECURRENCE_FIELDS:
         if name not in ("recurrence_weekdays", "recurrence_ends", "next_occurrence"):
-            form[name].data = getattr(ticket, name)
-    form.recurrence_weekdays.data = [int(d) for d in ticket.recurrence_weekdays.split(",") if d]
-    form.recurrence_ordinal.data = ticket.recurrence_ordinal or 1
-    form.recurrence_ordinal_weekday.data = ticket.recurrence_ordinal_weekday or 0
-    form.recurrence_ends.data = ("on_date" if ticket.recurrence_end_date else
-                                 "after_count" if ticket.recurrence_count else "never")
-    shown = ticket.next_occurrence or ticket.recurrence_anchor
-    if shown is not None:
-        form.next_occurrence.data = shown.astimezone(ZoneInfo(ticket.recurrence_time_zone)).replace(tzinfo=None)
+            form[name].data = getattr(rec, name)
+    form.recurrence_weekdays.data = list(parse_weekdays(rec.recurrence_weekdays))
+    form.recurrence_ordinal.data = rec.recurrence_ordinal or 1
+    form.recurrence_ordinal_weekday.data = rec.recurrence_ordinal_weekday or 0
+    form.recurrence_ends.data = ("on_date" if rec.recurrence_end_date else
+                                 "after_count" if rec.recurrence_count else "never")
+    shown = rec.next_occurrence or rec.recurrence_anchor
+    form.next_occurrence.data = shown.astimezone(ZoneInfo(rec.recurrence_time_zone)).replace(tzinfo=None)
 
 
 def suggested_start(now: datetime, tz: str) -> datetime:

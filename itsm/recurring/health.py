@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
-from sqlalchemy import func
 from sqlalchemy.orm import contains_eager
 
 from itsm.dbtypes import utcnow
@@ -74,13 +73,8 @@ def collect(now: datetime | None = None) -> Health:
     since = now - timedelta(days=7)
     week_rows = db.session.execute(
         db.select(RecurringTicketRun.started_at, RecurringTicketRun.duration_seconds, RecurringTicketRun.status,
-                  RecurringTicketRun.total_created)
+                  RecurringTicketRun.total_created, RecurringTicketRun.total_skipped, RecurringTicketRun.missed)
         .where(RecurringTicketRun.started_at >= since).order_by(RecurringTicketRun.started_at)).all()
-    totals = db.session.execute(
-        db.select(func.count(), func.coalesce(func.sum(RecurringTicketRun.total_created), 0),
-                  func.coalesce(func.sum(RecurringTicketRun.total_skipped), 0),
-                  func.coalesce(func.sum(RecurringTicketRun.missed), 0))
-        .where(RecurringTicketRun.started_at >= since)).one()
     failures = db.session.scalars(newest.where(RecurringTicketRun.status == "error",
                                                RecurringTicketRun.started_at >= since).limit(5)).all()
     upcoming = db.session.scalars(
@@ -92,7 +86,8 @@ def collect(now: datetime | None = None) -> Health:
     return Health(
         last=last, last_success=last_success, schedule=schedule, period=period,
         warning=_warning(schedule, last_success, period, now),
-        week={"runs": totals[0], "created": totals[1], "skipped": totals[2], "missed": totals[3],
+        week={"runs": len(week_rows), "created": sum(r.total_created for r in week_rows),
+              "skipped": sum(r.total_skipped for r in week_rows), "missed": sum(r.missed for r in week_rows),
               "errors": sum(1 for r in week_rows if r.status == "error")},
         failures=failures, upcoming=upcoming, chart=chart(week_rows, now),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import abort, request
 from sqlalchemy import func, or_
 from sqlalchemy.orm import selectinload
 
@@ -42,6 +43,14 @@ def filter_conditions(*, q: str = "", column: str = "", assignee: str = "", prio
         conditions.append(or_(Ticket.title.ilike(pattern, escape="\\"),
                               Ticket.description.ilike(pattern, escape="\\")))
     return conditions
+
+
+def page_number() -> int:
+    """The ``page`` query argument, or a 400 naming the problem."""
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+        abort(400, "The page number must be a whole number of 1 or more.")
+    return int(raw)
 
 
 @dataclass

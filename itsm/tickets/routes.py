@@ -15,7 +15,7 @@ from itsm.recurring import service as recurring
 from itsm.tickets import service
 from itsm.tickets.forms import ActionForm, CommentForm, FilterForm, MoveForm, TicketForm
 from itsm.tickets.models import Comment, Ticket, TicketEvent
-from itsm.tickets.queries import Page, filter_conditions, ticket_page
+from itsm.tickets.queries import Page, filter_conditions, page_number, ticket_page
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 
@@ -33,18 +33,11 @@ def get_ticket_or_404(ticket_id: int) -> Ticket:
     return ticket
 
 
-def _page_number() -> int:
-    raw = request.args.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
-        abort(400, "The page number must be a whole number of 1 or more.")
-    return int(raw)
-
-
 @bp.get("")
 def index():
     form = FilterForm(request.args)
     form.fill_choices()
-    page_number = _page_number()
+    number = page_number()
     if not form.validate():
         return render_template("tickets/list.html", form=form, page=None, action_form=ActionForm()), 400
     data = form.data
@@ -54,10 +47,10 @@ def index():
         priority=data["priority"] or "", archived=data["archived"] == "1", me_id=current_user.id,
         recurring=recurring_view,
     )
-    page = ticket_page(conditions, data["sort"] or "newest", page_number, current_app.config["TICKETS_PER_PAGE"],
+    page = ticket_page(conditions, data["sort"] or "newest", number, current_app.config["TICKETS_PER_PAGE"],
                        recurring=recurring_view)
-    if page_number > page.pages:
-        abort(404, f"There is no page {page_number}; the last page is {page.pages}.")
+    if number > page.pages:
+        abort(404, f"There is no page {number}; the last page is {page.pages}.")
     return render_template("tickets/list.html", form=form, page=page, action_form=ActionForm(),
                            recurring_view=recurring_view, summary=recurring.summary)
 
@@ -114,16 +107,16 @@ def detail(ticket_id: int):
 
 def _render_template_page(ticket: Ticket):
     """A template: its rule, what comes next, and the tickets it has opened."""
-    page_number = _page_number()
+    number = page_number()
     per_page = current_app.config["TICKETS_PER_PAGE"]
     total = db.session.scalar(db.select(db.func.count(Ticket.id)).where(Ticket.template_id == ticket.id))
     occurrences = db.session.scalars(
         db.select(Ticket).where(Ticket.template_id == ticket.id)
-        .order_by(Ticket.occurrence_at.desc(), Ticket.id.desc()).limit(per_page).offset((page_number - 1) * per_page)
+        .order_by(Ticket.occurrence_at.desc(), Ticket.id.desc()).limit(per_page).offset((number - 1) * per_page)
     ).all()
-    page = Page(items=occurrences, page=page_number, per_page=per_page, total=total)
-    if page_number > page.pages:
-        abort(404, f"There is no page {page_number}; the last page is {page.pages}.")
+    page = Page(items=occurrences, page=number, per_page=per_page, total=total)
+    if number > page.pages:
+        abort(404, f"There is no page {number}; the last page is {page.pages}.")
     events = db.session.scalars(
         db.select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
         .order_by(TicketEvent.created_at.desc(), TicketEvent.id.desc()).limit(100)).all()
