@@ -8,6 +8,8 @@ from email.message import Message
 
 from aiosmtpd.controller import Controller
 
+SENDER = "desk@example.com"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -35,6 +37,14 @@ class MailServer:
     @property
     def messages(self) -> list[Message]:
         return self.inbox.messages
+
+    def app_config(self) -> dict:
+        """The app's settings for sending here."""
+        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": self.port, "MAIL_DEFAULT_SENDER": SENDER}
+
+    def env(self) -> dict:
+        """The same, as the environment of a worker process."""
+        return {name: str(value) for name, value in self.app_config().items()}
 
     def start(self) -> None:
         self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)

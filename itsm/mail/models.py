@@ -33,6 +33,9 @@ class EmailMessage(db.Model):
     claimed_at = db.Column(UTCDateTime, nullable=True)  # when the current attempt took it for sending
     sent_at = db.Column(UTCDateTime, nullable=True)
     job_id = db.Column(db.String(64), nullable=True)
+    # One email per event that must not be told twice (a digest per day, an alert per late episode):
+    # a second run of the job that writes it finds the key taken.
+    dedupe_key = db.Column(db.String(200), nullable=True, unique=True)
 
 
 class EmailOptOut(db.Model):

@@ -9,6 +9,7 @@ from itsm.extensions import db
 from itsm.mail import preferences
 from itsm.mail.outbox import OutboxError, queue_email
 from itsm.users.models import User
+from itsm.users.service import admins_wanting
 
 
 def _to_requester(ticket, kind: str, subject: str, template: str, **context) -> None:
@@ -55,16 +56,15 @@ def comment_added(ticket, comment, actor: User | None) -> None:
                   author=actor.display_name if actor else "The service desk", body=comment.body)
 
 
-QUIET_TASKS = ("send_email", "flush_outbox")  # their failures are in the outbox; an email about them could loop
+# Their failures are in the outbox; an email about them could loop.
+QUIET_TASKS = ("send_email", "send_emails", "flush_outbox")
 
 
 def system_failure(task_name: str, job_id: str, exc: BaseException, args, kwargs) -> None:
     """Final failure of any job: tell the admins who asked for system failures (a failure hook)."""
     if task_name in QUIET_TASKS:
         return
-    admins = db.session.scalars(db.select(User).where(User.role == "admin", User.active.is_(True),
-                                                      User.notify_system_failures.is_(True))).all()
-    for admin in admins:
+    for admin in admins_wanting("notify_system_failures"):
         queue_email("system_failure", admin.email, f"[itsm] {task_name} failed", "system_failure",
                     task_name=task_name, job_id=job_id, error=f"{type(exc).__name__}: {exc}"[:500])
     db.session.commit()

@@ -1,7 +1,7 @@
 """Writing to the outbox, and handing new rows to the send job once their transaction commits.
 
 ``queue_email`` adds a row to the current session: it commits (or rolls back) with the
-change that caused it. After the commit each new row's send job is enqueued; if Redis is
+change that caused it. After the commit the new rows' send jobs are enqueued; if Redis is
 down then, the row simply stays pending and the every-minute ``flush_outbox`` sends it.
 """
 
@@ -11,6 +11,7 @@ import logging
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
+from jinja2 import TemplateError
 from redis.exceptions import RedisError
 from sqlalchemy import event, insert
 
@@ -86,22 +87,32 @@ def insert_rows(conn, rows: list[dict]) -> list[int]:
 
 
 def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None, **context) -> dict:
-    """An outbox row's values, rendered now (for ``queue_email`` and ``insert_rows``)."""
+    """An outbox row's values, rendered now (for ``queue_email`` and ``insert_rows``). A template that is
+    missing or broken does not undo the change that caused the email: the row is written *failed*, with
+    the reason, where the outbox page shows it."""
     context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
-    return {"kind": kind, "to_address": checked_address(to), "subject": one_line(subject),
-            "body_text": render_template(f"email/{template}.txt", **context),
-            "body_html": render_template(f"email/{template}.html", **context),
-            "status": "pending", "attempts": 0, "ticket_id": ticket_id, "created_at": utcnow()}
+    row = {"kind": kind, "to_address": checked_address(to), "subject": one_line(subject), "status": "pending",
+           "attempts": 0, "ticket_id": ticket_id, "created_at": utcnow(), "last_error": None}
+    try:
+        row["body_text"] = render_template(f"email/{template}.txt", **context)
+        row["body_html"] = render_template(f"email/{template}.html", **context)
+    except TemplateError as err:
+        log.error("email template %r could not be rendered: %s", template, err)
+        name = getattr(err, "name", None) or template
+        row.update(body_text="", body_html=None, status="failed",
+                   last_error=f"template email/{name}: {type(err).__name__}: {err}"[:2000])
+    return row
 
 
 def enqueue(ids: list[int]) -> None:
-    """Hand committed outbox rows to the send job; with Redis down they wait for flush_outbox."""
+    """Hand committed outbox rows to the send jobs (one row: ``send_email``; more: ``send_emails``
+    batches); with Redis down they wait for flush_outbox."""
     if not ids:
         return
-    from jobs.mail import send_email
+    from jobs.mail import queue_sends
 
     try:
-        send_email.apply_many([((i,), {}) for i in ids])
+        queue_sends(ids)
     except (RedisError, JobsError) as err:
         log.warning("could not queue %d email(s) (%s); flush_outbox will send them", len(ids), err)
     except Exception:  # eager mode (JOBS_EAGER) sends inline: its failure is on the row, not the caller's

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from redis.exceptions import RedisError
@@ -12,6 +12,7 @@ from wtforms.validators import DataRequired, Email, Length
 
 from itsm.admin.guard import admin_blueprint
 from itsm.extensions import db
+from itsm.mail import sink
 from itsm.mail.models import STATUSES, EmailMessage
 from itsm.mail.outbox import queue_email
 from itsm.tickets.forms import ActionForm
@@ -44,8 +45,10 @@ def index():
         abort(404, f"There is no page {number}; the last page is {page.pages}.")
     counts = dict(db.session.execute(db.select(EmailMessage.status, func.count()).group_by(EmailMessage.status)).all())
     form = TestEmailForm(to=current_user.email)
+    sink_dir = current_app.config["MAIL_SINK_DIR"]
     return render_template("admin/outbox.html", page=page, status=status, counts=counts, statuses=STATUSES,
-                           form=form, action_form=ActionForm())
+                           form=form, action_form=ActionForm(), sink_dir=sink_dir,
+                           sink=sink.recent(sink_dir) if sink_dir else [])
 
 
 def _requeue(ids: list[int]) -> bool:
@@ -56,10 +59,10 @@ def _requeue(ids: list[int]) -> bool:
     db.session.execute(update(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.status == "failed")
                        .values(status="pending", last_error=None, queued_at=None))
     db.session.commit()
-    from jobs.mail import send_email
+    from jobs.mail import queue_sends
 
     try:
-        send_email.apply_many([((i,), {}) for i in ids])
+        queue_sends(ids)
     except (RedisError, JobsError) as err:
         reason = unavailable(err) if isinstance(err, RedisError) else str(err)
         flash(f"Back in the outbox, but not handed to a worker ({reason}); flush_outbox sends them once "

@@ -1,5 +1,7 @@
 """Delivering outbox rows. A row is claimed atomically (pending/retrying -> sending) before it is
-sent, so a retried job, a duplicate job or a flush can never send a message twice."""
+sent, so a retried job, a duplicate job or a flush can never send a message twice. A batch job
+(``send_emails``) claims a few rows at a time with ``claim_many`` and gives back, with
+``release``, the ones it never tried."""
 
 from __future__ import annotations
 
@@ -8,10 +10,11 @@ import smtplib
 import socket
 import threading
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from flask import current_app
 from flask_mail import Message
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db, mail
@@ -21,6 +24,9 @@ from jobs import dbconn
 messages = EmailMessage.__table__
 STALE_SENDING = timedelta(minutes=15)  # a "sending" row this old lost its worker mid-send
 _HOST = socket.getfqdn() or "localhost"
+# What a claim hands the sender.
+_RETURNED = (messages.c.id, messages.c.to_address, messages.c.subject, messages.c.body_text,
+             messages.c.body_html, messages.c.attempts)
 
 
 def claim(message_id: int, job_id: str | None = None):
@@ -29,8 +35,71 @@ def claim(message_id: int, job_id: str | None = None):
     return dbconn.write(lambda conn: conn.execute(
         update(messages).where(messages.c.id == message_id, messages.c.status.in_(("pending", "retrying")))
         .values(status="sending", attempts=messages.c.attempts + 1, job_id=job_id, claimed_at=utcnow())
-        .returning(messages.c.id, messages.c.to_address, messages.c.subject, messages.c.body_text,
-                   messages.c.body_html, messages.c.attempts)).first(), durable=True)
+        .returning(*_RETURNED)).first(), durable=True)
+
+
+class Claimed(NamedTuple):
+    """A row taken for sending, and the status it had before (to put it back untried)."""
+
+    id: int
+    to_address: str
+    subject: str
+    body_text: str
+    body_html: str | None
+    attempts: int
+    was: str
+
+
+# Built once: these run for every message, and a prepared statement skips SQLAlchemy's rebuilding.
+_CLAIM_MANY = {was: update(messages)
+               .where(messages.c.id.in_(bindparam("b_ids", expanding=True)), messages.c.status == was)
+               .values(status="sending", attempts=messages.c.attempts + 1, job_id=bindparam("b_job_id"),
+                       claimed_at=bindparam("b_now"))
+               .returning(*_RETURNED)
+               for was in ("pending", "retrying")}
+_MARK_SENT = (update(messages).where(messages.c.id == bindparam("b_id"))
+              .values(status="sent", sent_at=bindparam("b_now"), last_error=None))
+
+
+def claim_many(message_ids: list[int], job_id: str | None = None) -> list[Claimed]:
+    """Take every row of ``message_ids`` that is pending or retrying, in one transaction that is on disk
+    before this returns (the durable connection, as ``claim``); rows already sent, being sent or failed
+    are left out. Ordered by id."""
+    if not message_ids:
+        return []
+    params = {"b_ids": list(dict.fromkeys(message_ids)), "b_job_id": job_id, "b_now": utcnow()}
+
+    def take(conn) -> list[Claimed]:
+        # One statement per earlier status, so that each row knows what to go back to; the second only
+        # when the first left some of the ids (new rows are all pending).
+        taken = [Claimed(*row, "pending") for row in conn.execute(_CLAIM_MANY["pending"], params)]
+        if len(taken) < len(params["b_ids"]):
+            taken += [Claimed(*row, "retrying") for row in conn.execute(_CLAIM_MANY["retrying"], params)]
+        return taken
+
+    return sorted(dbconn.write(take, durable=True), key=lambda row: row.id)
+
+
+def release(rows: list[Claimed], job_id: str | None = None) -> int:
+    """Claimed rows this job never tried go back as they were (status, attempt count), so that
+    another job can send them; rows no longer "sending" under ``job_id`` are left alone."""
+    groups = {was: [r.id for r in rows if r.was == was] for was in ("pending", "retrying")}
+
+    def put_back(conn) -> int:
+        return sum(conn.execute(
+            update(messages).where(messages.c.id.in_(ids), messages.c.status == "sending",
+                                   messages.c.job_id.is_not_distinct_from(job_id))
+            .values(status=was, attempts=messages.c.attempts - 1)).rowcount for was, ids in groups.items() if ids)
+
+    return dbconn.write(put_back, durable=True) if rows else 0
+
+
+def pending_again(message_ids: list[int]) -> None:
+    """Rows waiting for a retry job that could not be queued: pending, so that flush_outbox sends them."""
+    if message_ids:
+        dbconn.write(lambda conn: conn.execute(
+            update(messages).where(messages.c.id.in_(message_ids), messages.c.status == "retrying")
+            .values(status="pending")), durable=True)
 
 
 def _set(message_id: int, **values) -> None:
@@ -90,7 +159,10 @@ def deliver(row) -> None:
 
 
 def mark_sent(message_id: int) -> None:
-    _set(message_id, status="sent", sent_at=utcnow(), last_error=None)
+    """After delivery. Not waiting for the WAL flush (in a worker with JOBS_AUDIT_ASYNC_COMMIT): a
+    PostgreSQL crash that loses this leaves the row "sending", and settle_stale_sending marks it failed
+    as "may or may not have been delivered", the same as a worker that dies mid-send. Never sent twice."""
+    dbconn.write(lambda conn: conn.execute(_MARK_SENT, {"b_id": message_id, "b_now": utcnow()}))
 
 
 def mark_retrying(message_id: int, error: BaseException) -> None:

@@ -21,7 +21,7 @@ from tests.processes import wait_for
 
 @pytest.fixture
 def app_config(mailserver):
-    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": mailserver.port, "MAIL_DEFAULT_SENDER": "desk@example.com"}
+    return mailserver.app_config()
 
 
 def outbox() -> list[EmailMessage]:
@@ -32,10 +32,6 @@ def outbox() -> list[EmailMessage]:
 def status_of_first(app) -> str:
     with app.app_context():
         return outbox()[0].status
-
-
-def mail_env(mailserver) -> dict:
-    return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(mailserver.port), "MAIL_DEFAULT_SENDER": "desk@example.com"}
 
 
 def test_the_email_is_written_with_the_change_and_only_with_it(app, ids, client, auth):
@@ -87,7 +83,7 @@ def test_a_worker_delivers_each_message_exactly_once(app, procs, redis, mailserv
     with app.app_context():
         factories.make_ticket("Laptop", requester_email="pat@example.com")
         [message] = outbox()
-    procs.worker(**mail_env(mailserver))
+    procs.worker(**mailserver.env())
     wait_for(lambda: len(mailserver.messages) == 1, timeout=20, message="the email at the SMTP server")
     wait_for(lambda: status_of_first(app) == "sent", timeout=10, message="the row marked sent")
     with app.app_context():
@@ -104,7 +100,7 @@ def test_a_worker_delivers_each_message_exactly_once(app, procs, redis, mailserv
 def test_smtp_down_retries_with_growing_delays_then_delivers_once(app, procs, redis, mailserver):
     with app.app_context():
         factories.make_ticket("Monitor", requester_email="pat@example.com")
-    procs.worker(**mail_env(mailserver))
+    procs.worker(**mailserver.env())
 
     def attempts() -> list[JobRun]:
         with app.app_context():
@@ -148,7 +144,7 @@ def test_redis_down_keeps_the_email_pending_until_flush(app, ids, client, auth, 
     app.extensions.pop("itsm_redis", None)
     with app.app_context():
         assert flush_outbox.apply()["queued"] == 1
-    procs.worker(**mail_env(mailserver))
+    procs.worker(**mailserver.env())
     wait_for(lambda: len(mailserver.messages) == 1, timeout=20, message="the flushed email")
     wait_for(lambda: status_of_first(app) == "sent", timeout=10, message="the row marked sent")
 
@@ -209,3 +205,17 @@ def test_admins_hear_of_final_failures(app, ids):
         system_failure("send_email", "job-2", OSError("smtp down"), (7,), {})  # never about the mailer itself
         assert [(m.kind, m.to_address) for m in outbox()] == [("system_failure", "admin@example.com")]
         assert "backup_database" in outbox()[0].subject and "disk full" in outbox()[0].body_text
+
+
+def test_a_missing_template_fails_visibly_and_keeps_the_change(app, ids, client, auth):
+    with app.app_context():
+        ticket = factories.make_ticket("Kept anyway")
+        message = queue_email("test", "pat@example.com", "Broken", "no_such_template", ticket_id=ticket.id)
+        db.session.commit()
+        [row] = outbox()
+        assert (row.id, row.status, row.attempts) == (message.id, "failed", 0)
+        assert "email/no_such_template.txt" in row.last_error and "TemplateNotFound" in row.last_error
+        assert send_email.apply((row.id,))["sent"] is False  # nothing to send until an admin fixes it
+    auth.login()
+    page = client.get("/admin/outbox?status=failed").get_data(as_text=True)
+    assert "TemplateNotFound" in page and "Broken" in page

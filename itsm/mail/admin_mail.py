@@ -1,0 +1,78 @@
+"""Emails to admins that jobs write: the daily digests and late-schedule alerts. Each is told once:
+a dedupe key per digest day or lateness episode and recipient makes a second run write nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from itsm.extensions import db
+from itsm.mail import digest
+from itsm.mail.models import EmailMessage
+from itsm.mail.outbox import queue_email
+from itsm.schedules.describe import late_tasks, zone_of
+from itsm.users.service import admins_wanting
+
+
+def _key(*parts) -> str:
+    key = ":".join(str(p) for p in parts)
+    return key if len(key) <= 200 else key[:150] + ":" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _queue_once(planned: list[tuple[str, tuple, dict]]) -> int:
+    """Queue (key, queue_email args, kwargs) whose key is new, in one transaction; the number written."""
+    if not planned:
+        return 0
+    taken = set(db.session.scalars(select(EmailMessage.dedupe_key).where(
+        EmailMessage.dedupe_key.in_([key for key, _, _ in planned]))).all())
+    written = 0
+    for key, args, kwargs in planned:
+        if key not in taken:
+            queue_email(*args, **kwargs).dedupe_key = key
+            written += 1
+    try:
+        db.session.commit()
+    except IntegrityError:  # another run wrote them between our look and our commit
+        db.session.rollback()
+        return 0
+    return written
+
+
+def send_daily_digests(now: datetime) -> dict:
+    day = now.astimezone(ZoneInfo(current_app.config["TIME_ZONE"])).date().isoformat()
+    planned = []
+    operational_admins = admins_wanting("notify_operational")
+    if operational_admins:
+        report = digest.operational(now)
+        for admin in operational_admins:
+            planned.append((_key("digest", "operational", day, admin.id),
+                            ("digest_operational", admin.email, f"[itsm] Automation digest for {day}",
+                             "digest_operational"), {"report": report, "day": day}))
+    attention_admins = admins_wanting("notify_admin_actions")
+    items = digest.attention(now) if attention_admins else []
+    if items:
+        for admin in attention_admins:
+            planned.append((_key("digest", "attention", day, admin.id),
+                            ("admin_actions", admin.email, f"[itsm] {len(items)} thing(s) need an admin",
+                             "admin_actions"), {"items": items, "day": day}))
+    return {"queued": _queue_once(planned), "attention_items": len(items)}
+
+
+def alert_late_schedules(now: datetime) -> dict:
+    """One email per late schedule per lateness episode (until it runs again) to each admin who wants
+    system failures."""
+    late = late_tasks(now)
+    recipients = admins_wanting("notify_system_failures") if late else []
+    planned = []
+    for task in late:
+        since = task.last_run_at or task.date_changed or task.created_at
+        for admin in recipients:
+            planned.append((_key("late", task.id, since.isoformat(), admin.id),
+                            ("system_failure", admin.email, f"[itsm] Schedule {task.name} is late", "schedule_late"),
+                            {"task": task, "since": since.astimezone(zone_of(task)), "now": now}))
+    return {"late": [t.name for t in late], "queued": _queue_once(planned)}

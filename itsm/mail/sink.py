@@ -1,0 +1,83 @@
+"""A local SMTP server for development: it accepts every message and keeps it as a file, and the
+outbox page shows what arrived. Nothing is relayed anywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import os
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from pathlib import Path
+
+KEEP = 500  # newest messages kept; the oldest go
+
+
+class _Store:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 -- aiosmtpd's hook name
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        final = self.directory / f"{stamp}-{uuid.uuid4().hex[:8]}.eml"
+        partial = final.with_suffix(".part")
+        partial.write_bytes(envelope.content)
+        os.replace(partial, final)  # the page never reads half a message
+        for old in sorted(self.directory.glob("*.eml"))[:-KEEP]:
+            with contextlib.suppress(OSError):
+                old.unlink()
+        return "250 Message accepted for delivery"
+
+
+def serve(host: str, port: int, directory: Path, ready=None) -> None:
+    """Run until SIGTERM or SIGINT (honcho stops its processes with SIGTERM)."""
+    from aiosmtpd.controller import Controller
+
+    directory.mkdir(parents=True, exist_ok=True)
+    controller = Controller(_Store(directory), hostname=host, port=port)
+    controller.start()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if ready:
+        ready()
+    try:
+        stop.wait()
+    finally:
+        controller.stop()
+
+
+@dataclass
+class SinkMessage:
+    name: str
+    received_at: datetime
+    sender: str
+    to: str
+    subject: str
+    text: str
+
+
+def _text_of(message) -> str:
+    part = message.get_body(preferencelist=("plain", "html"))
+    return part.get_content() if part is not None else ""
+
+
+def recent(directory: str | Path, limit: int = 20) -> list[SinkMessage]:
+    """The newest messages the sink received, newest first; unreadable files are skipped."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.eml"), reverse=True)[:limit]:
+        try:
+            message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+            received = datetime.strptime(path.name.split("-")[0], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+            found.append(SinkMessage(path.name, received, str(message["From"] or ""), str(message["To"] or ""),
+                                     str(message["Subject"] or ""), _text_of(message)))
+        except (OSError, ValueError, LookupError):
+            continue
+    return found
