@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
+from itsm.auth import throttle
 from itsm.auth.forms import LoginForm
-from itsm.users.service import find_by_email
+from itsm.users.service import authenticate
 
 bp = Blueprint("auth", __name__)
 
@@ -34,11 +35,20 @@ def login():
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
     if form.validate_on_submit():
-        user = find_by_email(form.email.data)
-        if user is None or not user.check_password(form.password.data) or not user.active:
+        address = throttle.client_address()
+        wait = throttle.retry_after(form.email.data, address)
+        if wait is not None:
+            # Checked before the password, the same for every address: a right password does not
+            # get through, and the answer does not tell whether the account exists.
+            page = render_template("auth/login.html", form=form, lockout=throttle.message(wait))
+            return page, 429, {"Retry-After": str(wait)}
+        user = authenticate(form.email.data, form.password.data)
+        if user is None:
             # One message for every case so the form does not reveal which accounts exist.
+            throttle.record_failure(form.email.data, address)
             form.password.errors.append("Email or password is incorrect.")
         else:
+            throttle.clear(form.email.data)
             login_user(user, remember=form.remember.data)
             return redirect(safe_next(form.next.data) or url_for("board.board"))
     status = 400 if form.errors else 200

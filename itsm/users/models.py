@@ -37,9 +37,18 @@ class User(UserMixin, db.Model):
     notify_system_failures = db.Column(db.Boolean, nullable=False, default=True)
     notify_admin_actions = db.Column(db.Boolean, nullable=False, default=True)
     notify_operational = db.Column(db.Boolean, nullable=False, default=False)
+    invited_at = db.Column(UTCDateTime, nullable=True)  # set for users added by an email invitation
+    # Changes with every new password: account links signed before it no longer work (single use).
+    password_changed_at = db.Column(UTCDateTime, nullable=True)
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
+        self.password_changed_at = utcnow()
+
+    @property
+    def invite_pending(self) -> bool:
+        """Invited by email and has not chosen a password yet."""
+        return self.invited_at is not None and self.password_changed_at is None
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+from functools import cache
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from itsm.extensions import db
 from itsm.users.models import MIN_PASSWORD_LENGTH, ROLES, User
@@ -31,21 +35,52 @@ def check_password_policy(password: str) -> None:
         raise UserError("Password must be at most 256 characters.", "password")
 
 
+def email_key(email: str | None) -> str:
+    """The form accounts are looked up by (and the login limit counts by)."""
+    return (email or "").strip().lower()
+
+
 def find_by_email(email: str) -> User | None:
-    return db.session.scalar(db.select(User).where(func.lower(User.email) == email.strip().lower()))
+    return db.session.scalar(db.select(User).where(func.lower(User.email) == email_key(email)))
+
+
+@cache
+def _stand_in_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The active user with this email and password, or None.
+
+    An unknown email costs one password check too, so the time a failed login takes does not
+    tell whether the account exists.
+    """
+    user = find_by_email(email)
+    if user is None:
+        check_password_hash(_stand_in_hash(), password)
+        return None
+    return user if user.check_password(password) and user.active else None
+
+
+def checked_new_user(email: str, role: str, name: str | None, password: str | None = None) -> tuple[str, str]:
+    """The normalized email and name of a user about to be added, or the rule they break."""
+    email = normalize_email(email)
+    if role not in ROLES:
+        raise UserError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.", "role")
+    name = name or ""
+    if len(name) > 120:
+        raise UserError("Name must be at most 120 characters.", "name")
+    if password is not None:
+        check_password_policy(password)
+    if find_by_email(email):
+        raise UserError(f"A user with email {email} already exists.")
+    return email, name.strip()
 
 
 def create_user(*, email: str, password: str, role: str = "agent", name: str = "") -> User:
     """Add a user to the session (the caller commits)."""
-    email = normalize_email(email)
-    if role not in ROLES:
-        raise UserError(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.", "role")
-    if len(name) > 120:
-        raise UserError("Name must be at most 120 characters.", "name")
-    check_password_policy(password)
-    if find_by_email(email):
-        raise UserError(f"A user with email {email} already exists.")
-    user = User(email=email, name=name.strip(), role=role, active=True)
+    email, name = checked_new_user(email, role, name, password)
+    user = User(email=email, name=name, role=role, active=True)
     user.set_password(password)
     db.session.add(user)
     db.session.flush()
@@ -69,6 +104,12 @@ def update_user(user: User, *, role: str, active: bool, actor: User) -> None:
         raise UserError("You cannot deactivate your own account.")
     user.role = role
     user.active = active
+
+
+def admins_wanting(preference: str) -> list[User]:
+    """Active admins who left ``preference`` (a ``notify_*`` column) on, by id."""
+    return db.session.scalars(db.select(User).where(User.role == "admin", User.active.is_(True),
+                                                    getattr(User, preference).is_(True)).order_by(User.id)).all()
 
 
 def active_users() -> list[User]:
