@@ -1,6 +1,22 @@
-"""Liveness endpoint (readiness arrives with the job runtime)."""
+"""Liveness (/healthz: the process serves) and readiness (/readyz: everything the product needs answers).
 
-from flask import Blueprint, jsonify
+/readyz runs each check with its latency and answers 503 when any fails, so a load balancer or an
+orchestrator can act on it. With READYZ_TOKEN set, only a caller presenting it (``?token=`` or an
+``Authorization: Bearer`` header) sees the checks; others get the status alone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+
+from flask import Blueprint, current_app, jsonify, request
+from redis import Redis
+from sqlalchemy import text
+
+from itsm.dbtypes import utcnow
+from itsm.extensions import db
 
 bp = Blueprint("health", __name__)
 
@@ -8,3 +24,85 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     return jsonify(status="ok")
+
+
+def _timed(check: Callable[[], tuple[bool, dict]]) -> dict:
+    start = time.perf_counter()
+    try:
+        ok, detail = check()
+    except Exception as err:  # a check that cannot run has failed; say why, never 500
+        ok, detail = False, {"error": f"{type(err).__name__}: {err}"[:300]}
+    return {"ok": ok, "latency_ms": round((time.perf_counter() - start) * 1000, 2), **detail}
+
+
+def _redis() -> Redis:
+    # Its own short timeouts: a readiness probe must answer within the prober's deadline.
+    return Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2)
+
+
+def _database() -> tuple[bool, dict]:
+    db.session.execute(text("SELECT 1"))
+    db.session.rollback()
+    return True, {"dialect": db.engine.dialect.name}
+
+
+def _late_schedules() -> tuple[bool, dict]:
+    from itsm.schedules.describe import late_tasks
+
+    late = [t.name for t in late_tasks(utcnow())]
+    db.session.rollback()
+    return not late, {"late": late}
+
+
+def checks() -> dict[str, dict]:
+    from jobs import liveness
+
+    connection = _redis()
+    results = {"database": _timed(_database)}
+
+    def redis_check():
+        connection.ping()
+        return True, {}
+
+    results["redis"] = _timed(redis_check)
+    if results["redis"]["ok"]:
+        def scheduler():
+            age = liveness.scheduler_age(connection)
+            return liveness.scheduler_alive(age), {"heartbeat_age_s": None if age is None else round(age, 1)}
+
+        def workers():
+            found = liveness.workers(connection)
+            alive = [w for w in found if w.alive or w.busy]
+            waiting = sum(q.queued for q in liveness.queues(connection))
+            # No live worker is fine only while nothing waits for one.
+            return bool(alive) or waiting == 0, {"alive": len(alive), "registered": len(found), "queued": waiting}
+
+        results["scheduler"] = _timed(scheduler)
+        results["workers"] = _timed(workers)
+    else:
+        skipped = {"ok": False, "latency_ms": 0.0, "error": "Redis is unreachable"}
+        results["scheduler"], results["workers"] = dict(skipped), dict(skipped)
+    results["schedules"] = _timed(_late_schedules) if results["database"]["ok"] else \
+        {"ok": False, "latency_ms": 0.0, "error": "the database is unreachable"}
+    connection.close()
+    return results
+
+
+def _may_see_details() -> bool:
+    token = current_app.config.get("READYZ_TOKEN")
+    if not token:
+        return True
+    given = request.args.get("token") or request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
+@bp.get("/readyz")
+def readyz():
+    results = checks()
+    ready = all(r["ok"] for r in results.values())
+    body = {"status": "ok" if ready else "fail"}
+    if _may_see_details():
+        body["checks"] = results
+    else:
+        body["failed"] = len([r for r in results.values() if not r["ok"]])
+    return jsonify(body), 200 if ready else 503

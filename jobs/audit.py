@@ -48,7 +48,8 @@ def error_fields(exc: BaseException) -> dict:
 
 
 def record_enqueued(rows: list[dict]) -> None:
-    """Queued rows for new jobs; a worker that got there first already wrote the row."""
+    """Queued rows for new jobs; a worker that got there first already wrote the row, and only its
+    queue time is added."""
     if not rows:
         return
     now = utcnow()
@@ -100,7 +101,9 @@ def _statement(kind: str):
             stmt = _upsert(ALL_COLUMNS, _set(("status", "finished_at", "error_type", "error_message"))
                            + " WHERE job_runs.status IN ('queued', 'running')")
         elif kind == "queued":
-            stmt = _upsert(QUEUED_COLUMNS, "DO NOTHING")
+            # A worker that started the job first wrote the row; it still gets the time it was queued.
+            stmt = _upsert(QUEUED_COLUMNS, "DO UPDATE SET enqueued_at = excluded.enqueued_at, "
+                           "scheduled_for = excluded.scheduled_for WHERE job_runs.enqueued_at IS NULL")
         else:  # "earlier_lost"
             stmt = (update(TABLE).where(TABLE.c.job_id == bindparam("b_job_id"),
                                         TABLE.c.attempt < bindparam("b_attempt"), TABLE.c.status == "running")

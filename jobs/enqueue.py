@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 from rq import Retry as RQRetry
 from rq.job import JobStatus
 
+from itsm.dbtypes import utcnow
 from jobs import audit
 from jobs.connection import get_queue, unavailable
 from jobs.runtime import run
@@ -29,9 +30,10 @@ def _job_options(task: Task, args: tuple, kwargs: dict, job_id: str, summary: st
     }
 
 
-def _queued(task: Task, job_id: str, queue: str, summary: str, when: datetime | None = None) -> dict:
+def _queued(task: Task, job_id: str, queue: str, summary: str, enqueued: datetime,
+            when: datetime | None = None) -> dict:
     return {"job_id": job_id, "attempt": 1, "task_name": task.name, "queue": queue, "args_summary": summary,
-            "scheduled_for": when}
+            "created_at": enqueued, "enqueued_at": enqueued, "scheduled_for": when}
 
 
 def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime | None,
@@ -40,6 +42,8 @@ def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime
     rq_queue = get_queue(queue)
     summary = audit.summarize_args(args, kwargs)
     options = _job_options(task, args, kwargs, job_id, summary)
+    # Taken before the push: a fast worker may start the job before the queued row below is written.
+    enqueued = utcnow()
     try:
         if when is None:
             rq_queue.enqueue_call(run, **options)
@@ -48,7 +52,7 @@ def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime
             rq_queue.schedule_job(job, when)
     except RedisError as err:
         raise unavailable(err) from None
-    audit.record_enqueued([_queued(task, job_id, queue, summary, when)])
+    audit.record_enqueued([_queued(task, job_id, queue, summary, enqueued, when)])
     return JobHandle(job_id, task.name, queue, when)
 
 
@@ -57,11 +61,12 @@ def enqueue_many(task: Task, calls: list[tuple[tuple, dict]], *, queue: str) -> 
     jobs = [(uuid.uuid4().hex, audit.summarize_args(args, kwargs), args, kwargs) for args, kwargs in calls]
     datas = [rq_queue.prepare_data(run, **_job_options(task, args, kwargs, job_id, summary))
              for job_id, summary, args, kwargs in jobs]
+    enqueued = utcnow()
     try:
         with rq_queue.connection.pipeline() as pipe:
             rq_queue.enqueue_many(datas, pipeline=pipe)
             pipe.execute()
     except RedisError as err:
         raise unavailable(err) from None
-    audit.record_enqueued([_queued(task, job_id, queue, summary) for job_id, summary, _, _ in jobs])
+    audit.record_enqueued([_queued(task, job_id, queue, summary, enqueued) for job_id, summary, _, _ in jobs])
     return [job_id for job_id, _, _, _ in jobs]
