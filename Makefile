@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+MAIL_SINK_PORT ?= 1025
+# Test processes: most tests wait on real workers, schedulers and browsers, so 4 share 2 CPUs well.
+TEST_WORKERS ?= 4
 export FLASK_APP := wsgi
 
 .PHONY: run test lint bench install install-dev clean help
@@ -37,19 +40,31 @@ run: install
 	@echo "  itsm is starting at   http://127.0.0.1:$(PORT)/"
 	@echo "  demo admin login:     admin@example.com / demo-admin-pass"
 	@echo "  demo agent login:     agent@example.com / demo-agent-pass"
+	@if [ -z "$$MAIL_SERVER" ]; then echo "  emails:               a local sink on port $(MAIL_SINK_PORT); read them on /admin/outbox"; fi
 	@echo "  stop with Ctrl-C"
 	@echo
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port $(PORT) web worker scheduler
+	@# Without a MAIL_SERVER of your own, email goes to the development sink, shown on the outbox page.
+	export PATH="$(abspath $(BIN)):$$PATH" BASE_URL="$${BASE_URL:-http://127.0.0.1:$(PORT)}"; \
+	if [ -z "$$MAIL_SERVER" ]; then \
+	  export MAIL_SERVER=127.0.0.1 MAIL_PORT=$(MAIL_SINK_PORT) MAIL_SINK_DIR="$(CURDIR)/instance/mail-sink"; \
+	  exec $(BIN)/honcho start --port $(PORT) web worker scheduler mailsink; \
+	fi; \
+	exec $(BIN)/honcho start --port $(PORT) web worker scheduler
 
 test: install-dev
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
 
+# Every bench/ script, each rewriting its own section of bench/RESULTS.md; fails if any target is missed.
+BENCHES := desk jobs schedules recurring archive backup email dashboard
 bench: install-dev
-	$(BIN)/python bench/desk.py
+	@failed=""; for b in $(BENCHES); do \
+	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py --write-results || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "targets missed or errors in:$$failed (see bench/RESULTS.md)"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts

@@ -1,6 +1,6 @@
 """Jobs benchmark: worker and enqueue throughput of our runtime (jobs/) against bare RQ.
 
-On a Redis database of its own (redis://127.0.0.1:6379/13, flushed before and after; no other is
+On a Redis database of its own (redis://127.0.0.1:6379/11, flushed before and after; no other is
 touched) it times workers running trivial jobs until the queue is empty: ``flask worker --concurrency 2
 --burst`` (our wrapper, JobRun audit on a throwaway PostgreSQL ``itsm_bench_<random>`` database,
 dropped at the end, and on SQLite), ``rq worker --burst`` (forking Worker, ``--fork-jobs`` jobs) and
@@ -30,7 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from time import perf_counter
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (its jobs package wins over this file)
+# The repository in place of bench/ (first on sys.path when run as a script): bench/email.py would shadow
+# the standard library's email package. Hence the imports below it.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+# ruff: noqa: E402
 
 import psycopg
 import rq
@@ -43,7 +46,7 @@ from bench import benchtasks, common, plaintasks
 from itsm.automation.models import JobRun
 from itsm.extensions import db
 
-REDIS_URL = "redis://127.0.0.1:6379/13"  # owned by this script: the only database it flushes
+REDIS_URL = "redis://127.0.0.1:6379/11"  # owned by this script: the only database it flushes
 SECTION = "## Jobs (bench/jobs.py)"
 RQ = str(Path(sys.executable).with_name("rq"))
 FORK_TARGET, POOL_TARGET = 5.0, 0.70
@@ -54,12 +57,12 @@ MANY = "rq: Queue.enqueue_many(prepare_data x N), no audit"
 
 
 def redis() -> Redis:
-    """A client of this script's Redis database (DB 13)."""
+    """A client of this script's Redis database (DB 11)."""
     return common.redis_client(REDIS_URL)
 
 
 def flush() -> None:
-    """Empty this script's Redis database (DB 13) and no other."""
+    """Empty this script's Redis database (DB 11) and no other."""
     common.flush_redis(REDIS_URL)
 
 
@@ -241,7 +244,7 @@ def write_results(rows: list[str], args, load: float, code: str) -> None:
                                 f"{common.machine()}, {services()}; 1-min load average {load:.2f} at start",
                                 f"; jobs/ source digest (sha256 of jobs/*.py, `fingerprint()`): {code}")
     lines += [f"- Workers: N = {args.jobs} no-op jobs enqueued first ({args.fork_jobs} for the slow forking Worker), "
-              "Redis DB 13 flushed before each. Ours: `flask worker --concurrency 2 --burst` running "
+              "Redis DB 11 flushed before each. Ours: `flask worker --concurrency 2 --burst` running "
               "`bench.benchtasks.noop` (a `@task`: `jobs.runtime.run` and its JobRun audit). Bare RQ: `rq worker "
               "--burst default` and `rq worker-pool -n 2 -w rq.worker.SimpleWorker --burst default` running the "
               "plain `bench.plaintasks.noop` (no wrapper, no audit). Each tool logs at its default into a file "

@@ -1,6 +1,6 @@
 """Where our worker's time goes per job, next to a bare RQ SimpleWorker (companion of bench/jobs.py).
 
-All in this process, on Redis DB 13 (flushed before and after; no other database is touched) and
+All in this process, on Redis DB 11 (flushed before and after; no other database is touched) and
 a throwaway audit database (``itsm_bench_<random>`` on PostgreSQL, dropped at the end, or SQLite):
 
 1. one worker process each -- ours exactly as ``flask worker`` runs it (``jobs.worker._child``)
@@ -31,7 +31,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from time import perf_counter
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (its jobs package wins over jobs.py)
+# The repository in place of bench/ (first on sys.path when run as a script): bench/email.py would shadow
+# the standard library's email package. Hence the imports below it.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+# ruff: noqa: E402
 
 from redis.connection import Connection
 from rq import Queue

@@ -1,6 +1,6 @@
 """Schedules benchmark: lateness of ``flask scheduler`` against plain rq-scheduler, and edit-to-effect.
 
-On a Redis database this script owns (redis://127.0.0.1:6379/12, flushed before each phase and at the
+On a Redis database this script owns (redis://127.0.0.1:6379/10, flushed before each phase and at the
 end; no other is touched) and a throwaway PostgreSQL database ``itsm_bench_<random>`` (migrated, dropped
 WITH (FORCE) at the end). Per run: (1) ours, ``flask scheduler`` + ``flask worker --concurrency 2``: 50
 one-off clocked tasks (``diagnostics.ping``) due at random millisecond times 5-35 s ahead, then 50 due on
@@ -30,7 +30,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (its jobs package wins over this file)
+# The repository in place of bench/ (first on sys.path when run as a script): bench/email.py would shadow
+# the standard library's email package. Hence the imports below it.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+# ruff: noqa: E402
 
 from redis import Redis
 from rq import Worker
@@ -45,7 +48,7 @@ from itsm.schedules import service
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition
 
-REDIS_URL = "redis://127.0.0.1:6379/12"  # owned by this script: the only database it flushes
+REDIS_URL = "redis://127.0.0.1:6379/10"  # owned by this script: the only database it flushes
 SECTION = "## Schedules (bench/schedules.py)"
 BIN, ZSET = Path(sys.executable).parent, Scheduler.scheduled_jobs_key
 N, EARLIEST, LATEST, P95_TARGET, EDIT_TARGET = 50, 5.0, 35.0, 1.0, 5.0
@@ -53,12 +56,12 @@ ODD = re.compile(r"ERROR|CRITICAL|Traceback|missed|lost from Redis|already fired
 
 
 def redis() -> Redis:
-    """A client of this script's Redis database (DB 12)."""
+    """A client of this script's Redis database (DB 10)."""
     return common.redis_client(REDIS_URL)
 
 
 def flush() -> None:
-    """Empty this script's Redis database (DB 12) and no other."""
+    """Empty this script's Redis database (DB 10) and no other."""
     common.flush_redis(REDIS_URL)
 
 
@@ -280,7 +283,7 @@ def main() -> None:
              f"then {N} due on whole seconds; each batch created with `service.save` in at most {created:.2f} s. "
              "Clocked one-offs give each firing a known, distinct due time and make exactly-once checkable per task.",
              "- Baseline: the random batch's offsets as `Scheduler.enqueue_at(due, bench.plaintasks.noop)`; "
-             "`rqscheduler -u redis://127.0.0.1:6379/12 -i 1` or `-i 60` and "
+             "`rqscheduler -u redis://127.0.0.1:6379/10 -i 1` or `-i 60` and "
              "`rq worker-pool -n 2 -w rq.worker.SimpleWorker default`.",
              f"- Edit-to-effect: {args.edits} edits per run, each of a new interval task from every 1 hour to every "
              "2 seconds (`service.save` + commit) at a random phase of the scheduler's poll, watched every 5 ms.",

@@ -7,7 +7,7 @@ import os
 
 from flask import Flask
 
-from itsm.config import ensure_secret_key, load_config, normalize_database_url
+from itsm.config import ConfigError, ensure_secret_key, load_config, normalize_database_url
 
 __version__ = "0.1.0"
 
@@ -20,11 +20,15 @@ def create_app(overrides: dict | None = None) -> Flask:
         template_folder="../templates",
         static_folder="../static",
     )
+    # The default SQLite file, the development secret and the mail sink live here; a fresh checkout
+    # has no instance/ yet (SQLite cannot create a file in a missing folder).
+    os.makedirs(app.instance_path, exist_ok=True)
     app.config.from_mapping(load_config(app.instance_path))
     if overrides:
         app.config.update(overrides)
     app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(app.config["SQLALCHEMY_DATABASE_URI"])
     ensure_secret_key(app.config, app.instance_path)
+    trust_proxies(app)
 
     register_logger(app)
     register_extensions(app)
@@ -35,13 +39,30 @@ def create_app(overrides: dict | None = None) -> Flask:
     return app
 
 
+def trust_proxies(app: Flask) -> None:
+    """Behind PROXY_HOPS reverse proxies, take the client's address, scheme and host from their
+    X-Forwarded-* headers; with none (the default) those headers are ignored, since anyone can send them."""
+    hops = app.config.get("PROXY_HOPS") or 0
+    if hops < 0:
+        raise ConfigError(f"PROXY_HOPS must be 0 or more, got {hops}")
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
 def register_logger(app: Flask) -> None:
+    from jobs import logctx
+
     level = getattr(logging, app.config["LOG_LEVEL"], logging.INFO)
     # Our loggers speak at LOG_LEVEL; third-party libraries only when something is wrong.
-    for name in ("itsm", "jobs"):
-        logging.getLogger(name).setLevel(level)
+    logging.getLogger("itsm").setLevel(level)
+    logging.getLogger("jobs").setLevel(getattr(logging, app.config["JOBS_LOG_LEVEL"], logging.INFO))
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # One line per event, in the workers' format: a job run inline (or from a web request) names itself.
+        root = logging.getLogger()
+        root.addHandler(logctx.handler())
+        root.setLevel(logging.WARNING)
 
 
 def register_extensions(app: Flask) -> None:
@@ -76,6 +97,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from itsm.admin.routes import bp as admin_bp
+    from itsm.auth.account import bp as account_bp
     from itsm.auth.routes import bp as auth_bp
     from itsm.automation.routes import bp as automation_bp
     from itsm.backups.routes import bp as backups_bp
@@ -91,8 +113,12 @@ def register_blueprints(app: Flask) -> None:
     from itsm.users.profile import bp as profile_bp
 
     for bp in (auth_bp, health_bp, tickets_bp, recurring_bp, board_bp, admin_bp, automation_bp, schedules_bp,
-               holidays_bp, settings_bp, backups_bp, outbox_bp, unsubscribe_bp, profile_bp):
+               holidays_bp, settings_bp, backups_bp, outbox_bp, unsubscribe_bp, profile_bp,
+               account_bp):
         app.register_blueprint(bp)
+    from itsm import rq_admin
+
+    rq_admin.register(app)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -91,6 +91,18 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "BACKUP_KEEP_WEEKLY": _int(env, "BACKUP_KEEP_WEEKLY", 12),  # weeks of weekly backups
         "BACKUP_KEEP_MONTHLY": _int(env, "BACKUP_KEEP_MONTHLY", 12),  # months of monthly backups
         "BASE_URL": (env.get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),  # links in emails
+        "INVITE_MAX_AGE_HOURS": _int(env, "INVITE_MAX_AGE_HOURS", 72),  # invitation links expire after this
+        "PASSWORD_RESET_MAX_AGE_MINUTES": _int(env, "PASSWORD_RESET_MAX_AGE_MINUTES", 60),
+        # Failed logins per email address (four times as many per client address) before /login
+        # refuses further attempts for LOGIN_LOCKOUT_MINUTES; counted in Redis (itsm/auth/throttle.py).
+        "LOGIN_MAX_FAILURES": _int(env, "LOGIN_MAX_FAILURES", 5),
+        "LOGIN_LOCKOUT_MINUTES": _int(env, "LOGIN_LOCKOUT_MINUTES", 15),
+        # Reverse proxies in front of the web process (each appends to X-Forwarded-For): with 1 or more
+        # the client address, scheme and host come from those headers (the per-address login limit, links).
+        "PROXY_HOPS": _int(env, "PROXY_HOPS", 0),
+        # A folder the development mail sink writes to; the outbox page then shows what arrived.
+        "MAIL_SINK_DIR": env.get("MAIL_SINK_DIR") or None,
+        "READYZ_TOKEN": env.get("READYZ_TOKEN") or None,  # when set, /readyz shows its checks only to holders
         "MAIL_SERVER": env.get("MAIL_SERVER", "localhost"),
         "MAIL_PORT": _int(env, "MAIL_PORT", 25),
         "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS")),
@@ -102,6 +114,9 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "MAIL_SUPPRESS_SEND": _bool(env.get("MAIL_SUPPRESS_SEND")),
         "JOBS_EAGER": _bool(env.get("JOBS_EAGER")),
         "LOG_LEVEL": (env.get("LOG_LEVEL") or "INFO").upper(),
+        # Job loggers (workers, scheduler): LOG_LEVEL when set, else WARNING in production (a line per job
+        # and per tick is noise there), INFO elsewhere.
+        "JOBS_LOG_LEVEL": (env.get("LOG_LEVEL") or ("WARNING" if production else "INFO")).upper(),
         "JOBS_QUEUES": ("high", "default", "low"),
         "JOBS_IMPORTS": tuple(m.strip() for m in env.get("JOBS_IMPORTS", "").split(",") if m.strip()),
         "JOBS_HEARTBEAT_SECONDS": _int(env, "JOBS_HEARTBEAT_SECONDS", 5),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, func, or_
 from sqlalchemy.types import TypeDecorator
 
 
@@ -45,3 +45,10 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def same_name(column, name: str):
+    """``column`` equal to ``name`` ignoring case. The exact name too: SQLite's lower() folds ASCII only,
+    so "Ärger" would not find "Ärger" and a unique index would refuse the insert (a 500) instead of a
+    name check (a message)."""
+    return or_(func.lower(column) == name.lower(), column == name)

@@ -25,6 +25,16 @@ def _render(code: int, message: str):
 
 
 def register(app: Flask) -> None:
+    @app.before_request
+    def refuse_nul_characters():
+        # No form or query value has a use for U+0000, and PostgreSQL cannot store one in text:
+        # without this a NUL typed into any field would reach the database and end as a 500.
+        for values in (request.args, request.form):
+            for key, value in values.items(multi=True):
+                if "\x00" in key or "\x00" in value:
+                    return _render(400, "The request contained a NUL character, which no field accepts.")
+        return None
+
     @app.errorhandler(CSRFError)
     def csrf_error(err: CSRFError):
         return _render(400, "The form was missing its security token or it expired. "

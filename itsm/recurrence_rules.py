@@ -9,6 +9,7 @@ date. Counting occurrences and lead time belong to the caller (they need the dat
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -141,12 +142,9 @@ def next_occurrence(rule: Rule, anchor: datetime, after: datetime, tz: str) -> d
         start = start.replace(hour=anchor_local.hour, minute=anchor_local.minute, second=anchor_local.second,
                               microsecond=anchor_local.microsecond)
     series = _rrule(rule, anchor_local, start)
-    candidate = start - timedelta(microseconds=1)
-    for _ in range(5000):
-        local = series.after(candidate)
-        if local is None:
-            return None
-        candidate = local
+    # One pass over the rule from ``start`` (asking ``series.after()`` each time restarts from dtstart:
+    # quadratic, half a minute when no candidate is a business day, as for a weekly rule on Sundays).
+    for local in itertools.islice(series, 5000):
         if local < anchor_local:
             continue
         if rule.business_days and not _business(local.date(), rule.holidays):

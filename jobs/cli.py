@@ -12,16 +12,12 @@ from flask.cli import AppGroup, with_appcontext
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
-from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry
 
-from itsm.dbtypes import utcnow
-from jobs import logctx, registry
+from jobs import liveness, logctx, registry
 from jobs.connection import ping, queue_names, redis_client, unavailable
 from jobs.exceptions import JobsError
-from jobs.periodic import heartbeat_age
 from jobs.runtime import ATTEMPT_FIELD, RETRY_BASE_FIELD
-
-LIVE_SECONDS = 60
 
 
 def _queues_option(value: str) -> list[str]:
@@ -48,7 +44,7 @@ def _require_redis() -> None:
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 @click.option("--max-jobs", type=click.IntRange(1), help="Restart a worker process after this many jobs.")
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              default=None, help="Log level (default: LOG_LEVEL).")
+              default=None, help="Log level (default: LOG_LEVEL, else WARNING in production).")
 @click.option("--purge", is_flag=True, help="Empty the named queues first (asks for confirmation).")
 @click.option("--with-scheduler", is_flag=True, help="Also run the periodic-job scheduler (one-machine deploys).")
 @with_appcontext
@@ -58,7 +54,7 @@ def worker_command(queues, concurrency, burst, max_jobs, loglevel, purge, with_s
 
     app = current_app._get_current_object()
     names = _queues_option(queues)
-    level = (loglevel or app.config["LOG_LEVEL"]).upper()
+    level = (loglevel or app.config["JOBS_LOG_LEVEL"]).upper()
     logctx.install(getattr(logging, level, logging.INFO))
     _require_redis()
     registry.load(app.config["JOBS_IMPORTS"])
@@ -81,27 +77,20 @@ def worker_command(queues, concurrency, burst, max_jobs, loglevel, purge, with_s
 jobs_cli = AppGroup("jobs", help="Background jobs: workers, queues, failures.")
 
 
-def _age(timestamp: datetime | None) -> float | None:
-    return None if timestamp is None else (utcnow() - timestamp).total_seconds()
-
-
 @jobs_cli.command("ping")
 def jobs_ping() -> None:
     """Live workers and scheduler with heartbeat age; exit 1 when none."""
     _require_redis()
     conn = redis_client()
     live_workers = 0
-    for w in Worker.all(connection=conn):
-        age = _age(w.last_heartbeat)
-        state = w.get_state()
-        alive = age is not None and age < LIVE_SECONDS
-        live_workers += alive
-        click.echo(f"worker    {w.name:40} {state!s:10} heartbeat {age:6.1f}s ago"
-                   f"{'' if alive else '  (stale)'}  queues {','.join(w.queue_names())}")
-    scheduler_age = heartbeat_age(conn)
+    for w in liveness.workers(conn):
+        live_workers += w.alive
+        click.echo(f"worker    {w.name:40} {w.state:10} heartbeat {w.heartbeat_age:6.1f}s ago"
+                   f"{'' if w.alive else '  (stale)'}  queues {','.join(w.queues)}")
+    scheduler_age = liveness.scheduler_age(conn)
     if scheduler_age is not None:
         click.echo(f"scheduler heartbeat {scheduler_age:.1f}s ago")
-    scheduler_alive = scheduler_age is not None and scheduler_age < LIVE_SECONDS
+    scheduler_alive = liveness.scheduler_alive(scheduler_age)
     if not live_workers:
         click.echo("no live worker", err=True)
     if not scheduler_alive:
@@ -116,10 +105,8 @@ def jobs_status() -> None:
     _require_redis()
     conn = redis_client()
     click.echo(f"{'queue':10} {'queued':>8} {'started':>8} {'scheduled':>10} {'failed':>8}")
-    for name in queue_names():
-        queue = Queue(name, connection=conn)
-        click.echo(f"{name:10} {queue.count:8d} {StartedJobRegistry(queue=queue).count:8d} "
-                   f"{ScheduledJobRegistry(queue=queue).count:10d} {FailedJobRegistry(queue=queue).count:8d}")
+    for q in liveness.queues(conn):
+        click.echo(f"{q.name:10} {q.queued:8d} {q.started:8d} {q.scheduled:10d} {q.failed:8d}")
     click.echo(f"workers: {Worker.count(connection=conn)}")
 
 
@@ -171,13 +158,13 @@ def jobs_enqueue(task_name, args_json, kwargs_json, queue_name, countdown, eta) 
 
 @click.command("scheduler")
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              default=None, help="Log level (default: LOG_LEVEL).")
+              default=None, help="Log level (default: LOG_LEVEL, else WARNING in production).")
 @with_appcontext
 def scheduler_command(loglevel) -> None:
     """Run the single periodic-job scheduler."""
     from jobs.periodic import run_scheduler
 
     app = current_app._get_current_object()
-    logctx.install(getattr(logging, (loglevel or app.config["LOG_LEVEL"]).upper(), logging.INFO))
+    logctx.install(getattr(logging, (loglevel or app.config["JOBS_LOG_LEVEL"]).upper(), logging.INFO))
     _require_redis()
     raise SystemExit(run_scheduler(app))

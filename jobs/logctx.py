@@ -25,13 +25,18 @@ class JobFilter(logging.Filter):
         return True
 
 
+def handler() -> logging.Handler:
+    """A stderr handler whose lines carry the job (FORMAT)."""
+    stream = logging.StreamHandler()
+    stream.addFilter(JobFilter())
+    stream.setFormatter(logging.Formatter(FORMAT))
+    return stream
+
+
 def install(level: int) -> None:
     """One handler on the root logger whose lines carry the job (worker processes)."""
-    handler = logging.StreamHandler()
-    handler.addFilter(JobFilter())
-    handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler()]
     root.setLevel(logging.WARNING)
     for name in ("itsm", "jobs"):
         logging.getLogger(name).setLevel(level)

@@ -103,7 +103,10 @@ class PeriodicScheduler:
     def _until_next(self, started: float) -> float:
         """Sleep until the earliest entry is due, but never longer than one poll."""
         wait = self.poll - (time.monotonic() - started)
-        first = self.connection.zrange(self.rq.scheduled_jobs_key, 0, 0, withscores=True)
+        try:
+            first = self.connection.zrange(self.rq.scheduled_jobs_key, 0, 0, withscores=True)
+        except RedisError:  # Redis is away: the next pass says so and retries (this must not end the loop)
+            first = None
         if first:
             wait = min(wait, first[0][1] - time.time())
         return max(0.002, wait)
@@ -146,9 +149,15 @@ class PeriodicScheduler:
             return set()
         digest = service.definition_hash(row)
         fire_now: tuple[datetime, ...] = ()
-        if row.scheduled_hash != digest:  # new or edited: from now on, no past ticks
-            row.next_tick_at = self._plan(row, spec, now, now).pending
+        if row.scheduled_hash != digest:
+            # New or edited: its ticks count from when it was saved, never before. Ticks between then and
+            # now (the scheduler was down, or slow to start) are missed like any downtime: the misfire
+            # policy decides, so a one-off that came due meanwhile is not silently dropped.
+            saved = min(row.date_changed or now, now)
+            plan = self._plan(row, spec, saved, now)
+            fire_now, row.next_tick_at = plan.fire_now, plan.pending
             row.scheduled_hash = digest
+            self._log_missed(row, plan)
         elif row.next_tick_at is None:  # re-enabled (or a one-off already fired)
             if row.one_off and row.last_tick_at is not None:
                 return set()

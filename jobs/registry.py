@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 # Modules that define the product's tasks; a worker imports them all at start.
 TASK_MODULES: tuple[str, ...] = ("jobs.diagnostics", "jobs.recurring", "jobs.housekeeping",
-                                   "jobs.backups", "jobs.mail")
+                                   "jobs.backups", "jobs.mail", "jobs.notices")
 
 _tasks: dict[str, Task] = {}
 

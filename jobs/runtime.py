@@ -129,6 +129,11 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
                       kwargs=kwargs, queue=job.origin, is_eager=False, called_directly=False)
     outcome = attempt(task, args, kwargs, request)
     finished = utcnow()
+    if outcome.kind != "success":
+        # What the failed attempt left uncommitted ends here, before the firing, the audit and the failure
+        # hooks write: a hook's commit must not commit it with its own rows, a session left unusable (a lost
+        # connection) must not break the hooks, and on SQLite its write lock would block the audit's write.
+        db.session.remove()
 
     if periodic is not None:
         firing.finish(*periodic, job.id, STATUS[outcome.kind])

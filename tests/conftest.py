@@ -7,8 +7,11 @@ fails the run instead of skipping.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,8 +25,24 @@ from tests import factories
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 ROOT = Path(__file__).resolve().parents[1]
-# Redis DB 15 belongs to the tests: they flush it, and nothing else.
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def worker_redis_url(base: str, worker: str) -> str:
+    """The Redis database of one pytest-xdist worker: gw0 gets ``base``'s, gw1 the one below, ..."""
+    offset = int(worker.removeprefix("gw") or 0)
+    prefix, _, number = base.rpartition("/")
+    if offset > int(number):
+        raise pytest.UsageError(f"too many test workers for the Redis databases below {base}")
+    return f"{prefix}/{int(number) - offset}"
+
+
+# Redis DB 15 belongs to the tests (15, 14, ... with several xdist workers): they flush it, and nothing else.
+TEST_REDIS_URL = worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+                                  os.environ.get("PYTEST_XDIST_WORKER", ""))
+# Backups go here unless a test says otherwise, never into the checkout's instance/.
+TEST_FILES = tempfile.mkdtemp(prefix="itsm-tests-")
+atexit.register(shutil.rmtree, TEST_FILES, True)
+os.environ["BACKUP_DIR"] = os.path.join(TEST_FILES, "backups")  # the app and every process the tests start
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
@@ -107,8 +126,27 @@ def app_config():
     return {}
 
 
+def forget_login_failures() -> None:
+    """Failed logins of earlier tests must not lock this one out (the same database URL and client)."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    from itsm.auth.throttle import PREFIX
+
+    client = Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1)
+    try:
+        keys = list(client.scan_iter(f"{PREFIX}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except RedisError:
+        pass  # no Redis: the limit fails open, nothing to forget
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def app(database_url, app_config):
+    forget_login_failures()
     app = create_app(base_config(database_url, **app_config))
     with app.app_context():
         empty_all_tables()

@@ -120,3 +120,55 @@ def count(key: str, seconds: float = 0):
     job = get_current_job()
     r().rpush(key, job.id if job else "inline")
     time.sleep(seconds)
+
+
+# What the tasks below need besides the imports above.
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.exc import InterfaceError, OperationalError  # noqa: E402
+
+
+@task(name="t.gated_rows", autoretry_for=(OperationalError, InterfaceError), default_retry_delay=0, max_retries=3,
+      time_limit=120, soft_time_limit=100)
+def gated_rows(key: str, count: int) -> int:
+    """Writes ``count`` tickets titled ``"<key> <n>"`` in one transaction, one INSERT each. Once they are all
+    written (uncommitted) it sets ``<key>:inside`` to ``"<attempt>:<PostgreSQL backend pid or 0>"`` and waits
+    for ``<key>:go`` before committing; ``<key>:committed`` counts the commits that succeeded."""
+    from itsm.board.models import BoardColumn
+    from itsm.extensions import db
+    from itsm.tickets.models import Ticket
+
+    client = r()
+    attempt = gated_rows.request.attempt
+    column_id = db.session.scalar(sa.select(sa.func.min(BoardColumn.id)))
+    for n in range(count):
+        db.session.execute(sa.insert(Ticket).values(title=f"{key} {n}", column_id=column_id))
+    backend = db.session.scalar(sa.text("SELECT pg_backend_pid()")) if db.engine.dialect.name == "postgresql" else 0
+    client.set(f"{key}:inside", f"{attempt}:{backend}")
+    deadline = time.monotonic() + 60
+    while not client.exists(f"{key}:go"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key}:go never came")
+        time.sleep(0.02)
+    db.session.commit()
+    client.incr(f"{key}:committed")
+    return count
+
+
+@task(name="t.gated_rows_no_retry", max_retries=0, time_limit=120, soft_time_limit=100)
+def gated_rows_no_retry(key: str, count: int) -> int:
+    """``t.gated_rows`` without retries: an error before its commit fails it for good."""
+    return gated_rows.fn(key, count)
+
+
+@task(name="t.rows_then_crash", max_retries=0)
+def rows_then_crash(key: str, count: int):
+    """Writes ``count`` tickets titled ``"<key> <n>"`` in its session, then fails before committing."""
+    from itsm.board.models import BoardColumn
+    from itsm.extensions import db
+    from itsm.tickets.models import Ticket
+
+    column_id = db.session.scalar(sa.select(sa.func.min(BoardColumn.id)))
+    for n in range(count):
+        db.session.add(Ticket(title=f"{key} {n}", column_id=column_id))
+    db.session.flush()
+    raise RuntimeError(f"{key}: crashed before its commit")

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, message: str = "condition"):
+def wait_for(predicate, timeout: float = 45.0, interval: float = 0.05, message: str = "condition"):
     """Poll until ``predicate()`` is truthy; return its value or fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -1,6 +1,6 @@
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Email, Length, Optional
 
 from itsm.formutil import options, strip
 from itsm.users.models import MIN_PASSWORD_LENGTH, ROLES
@@ -13,9 +13,10 @@ class NewUserForm(FlaskForm):
                                                              Email(message="Enter a valid email address.")])
     name = StringField("Name", filters=[strip], validators=[Length(max=120)])
     role = SelectField("Role", choices=ROLE_CHOICES, default="agent")
-    password = PasswordField("Initial password", validators=[
-        DataRequired(), Length(min=MIN_PASSWORD_LENGTH, max=256,
-                               message=f"Use at least {MIN_PASSWORD_LENGTH} characters.")])
+    # Empty: the new user gets an emailed invitation and chooses a password themselves.
+    password = PasswordField("Initial password (leave empty to email an invitation)", validators=[
+        Optional(), Length(min=MIN_PASSWORD_LENGTH, max=256,
+                           message=f"Use between {MIN_PASSWORD_LENGTH} and 256 characters.")])
 
 
 class EditUserForm(FlaskForm):

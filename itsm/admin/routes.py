@@ -10,7 +10,9 @@ from itsm.admin.guard import admin_blueprint, commit_or_flash
 from itsm.board import service as columns
 from itsm.board.models import BoardColumn, ordered_columns
 from itsm.extensions import db
+from itsm.mail.outbox import OutboxError
 from itsm.tickets.forms import ActionForm
+from itsm.users.account_mail import invite_user, send_invitation
 from itsm.users.models import User
 from itsm.users.service import UserError, create_user, update_user
 
@@ -27,14 +29,19 @@ def users():
     form = NewUserForm()
     if form.validate_on_submit():
         try:
-            user = create_user(email=form.email.data, name=form.name.data, role=form.role.data,
-                               password=form.password.data)
-        except UserError as err:
+            if form.password.data:
+                user = create_user(email=form.email.data, name=form.name.data, role=form.role.data,
+                                   password=form.password.data)
+            else:
+                user = invite_user(email=form.email.data, name=form.name.data, role=form.role.data,
+                                   actor=current_user)
+        except (UserError, OutboxError) as err:
             db.session.rollback()
-            getattr(form, err.field, form.email).errors.append(str(err))
+            getattr(form, getattr(err, "field", "email"), form.email).errors.append(str(err))
         else:
-            db.session.commit()
-            flash(f"User {user.email} created.", "success")
+            db.session.commit()  # the user and their invitation email, together
+            flash(f"User {user.email} created." if form.password.data else
+                  f"Invitation sent to {user.email}.", "success")
             return redirect(url_for("admin.users"))
     people = db.session.scalars(db.select(User).order_by(User.active.desc(), User.name, User.email)).all()
     edit_forms = {u.id: EditUserForm(prefix=f"u{u.id}", role=u.role, active=u.active) for u in people}
@@ -50,6 +57,16 @@ def edit_user(user_id: int):
         abort(400, "Choose a valid role.")
     commit_or_flash(lambda: update_user(user, role=form.role.data, active=form.active.data, actor=current_user),
                     f"{user.email} saved.", (UserError,))
+    return redirect(url_for("admin.users"))
+
+
+@bp.post("/users/<int:user_id>/invite")
+def resend_invitation(user_id: int):
+    user = db.session.get(User, user_id) or abort(404, f"There is no user #{user_id}.")
+    if not ActionForm().validate_on_submit():
+        abort(400, "The form expired; reload the page and try again.")
+    commit_or_flash(lambda: send_invitation(user, current_user), f"A new invitation is on its way to {user.email}; "
+                    "earlier links still work until one is used.", (UserError,))
     return redirect(url_for("admin.users"))
 
 

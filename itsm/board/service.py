@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, update
 
 from itsm.board.models import BoardColumn, ordered_columns
-from itsm.dbtypes import utcnow
+from itsm.dbtypes import same_name, utcnow
 from itsm.extensions import db
 from itsm.tickets.models import Ticket
 
@@ -15,7 +15,7 @@ class ColumnError(ValueError):
 
 
 def _name_taken(name: str, exclude_id: int | None = None) -> bool:
-    stmt = db.select(BoardColumn.id).where(func.lower(BoardColumn.name) == name.lower())
+    stmt = db.select(BoardColumn.id).where(same_name(BoardColumn.name, name))
     if exclude_id is not None:
         stmt = stmt.where(BoardColumn.id != exclude_id)
     return db.session.scalar(stmt) is not None

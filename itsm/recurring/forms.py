@@ -27,7 +27,7 @@ from wtforms import (
 from wtforms.validators import Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from itsm.formutil import options, strip
+from itsm.formutil import YEARS_MESSAGE, options, strip, year_in_range
 from itsm.recurrence import to_utc
 from itsm.recurrence_rules import ORDINALS, WEEKDAY_NAMES, Rule
 from itsm.recurring.series import Series, parse_weekdays, rule_of
@@ -151,6 +151,8 @@ def check(form: RecurrenceForm) -> Recurrence | None:
                if tz else "Choose a time zone, such as Europe/Berlin or UTC.")
     if form.next_occurrence.data is None and not form.next_occurrence.errors:
         _error(form, "next_occurrence", "A recurring ticket needs the date and time of its next occurrence.")
+    elif form.next_occurrence.data is not None and not year_in_range(form.next_occurrence.data):
+        _error(form, "next_occurrence", YEARS_MESSAGE)
     ends = form.recurrence_ends.data
     end_date: date | None = form.recurrence_end_date.data if ends == "on_date" else None
     count: int | None = form.recurrence_count.data if ends == "after_count" else None

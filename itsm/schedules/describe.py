@@ -63,6 +63,15 @@ def is_late(row: PeriodicTask, now: datetime) -> bool:
     return now - since > 2 * period + LATE_GRACE
 
 
+def late_tasks(now: datetime) -> list[PeriodicTask]:
+    """Enabled tasks that are late now, by name (for /readyz, alerts and the admin digest)."""
+    from itsm.extensions import db
+
+    rows = db.session.scalars(db.select(PeriodicTask).where(PeriodicTask.enabled.is_(True))
+                              .order_by(PeriodicTask.name))
+    return [row for row in rows if is_late(row, now)]
+
+
 def late_status(row: PeriodicTask, now: datetime) -> str:
     if not row.enabled:
         return "disabled"

@@ -18,7 +18,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional
 
-from itsm.formutil import options, strip
+from itsm.formutil import options, sane_year, strip
 from itsm.schedules.models import PERIOD_CHOICES
 from itsm.schedules.validation import Definition, ValidationError, parse_json
 from jobs.ticks import SOLAR_EVENTS
@@ -55,12 +55,12 @@ class PeriodicTaskForm(FlaskForm):
     event = SelectField("Event", choices=options((e, e.replace("_", " ")) for e in SOLAR_EVENTS), default="sunrise")
     latitude = DecimalField("Latitude", places=6, validators=[Optional()])
     longitude = DecimalField("Longitude", places=6, validators=[Optional()])
-    clocked_time = DateTimeLocalField("Run at", format=LOCAL_FORMAT, validators=[Optional()])
+    clocked_time = DateTimeLocalField("Run at", format=LOCAL_FORMAT, validators=[Optional(), sane_year])
     args = TextAreaField("Positional arguments (JSON list)", default="[]", validators=[Length(max=10000)])
     kwargs = TextAreaField("Keyword arguments (JSON object)", default="{}", validators=[Length(max=10000)])
     queue = SelectField("Queue")
-    start_time = DateTimeLocalField("Start time", format=LOCAL_FORMAT, validators=[Optional()])
-    expires = DateTimeLocalField("Expires", format=LOCAL_FORMAT, validators=[Optional()])
+    start_time = DateTimeLocalField("Start time", format=LOCAL_FORMAT, validators=[Optional(), sane_year])
+    expires = DateTimeLocalField("Expires", format=LOCAL_FORMAT, validators=[Optional(), sane_year])
     expire_seconds = IntegerField("Expire seconds", validators=[Optional()])
     one_off = BooleanField("One-off (run once, then disable)")
     enabled = BooleanField("Enabled", default=True)
@@ -133,5 +133,5 @@ class PeriodicTaskForm(FlaskForm):
 
 class OneOffForm(FlaskForm):
     task = SelectField("Task")
-    run_at = DateTimeLocalField("Run at", format=LOCAL_FORMAT, validators=[DataRequired()])
+    run_at = DateTimeLocalField("Run at", format=LOCAL_FORMAT, validators=[DataRequired(), sane_year])
     args = StringField("Arguments (JSON list)", default="[]", validators=[Length(max=2000)])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
 from itsm.admin.guard import admin_blueprint, commit_or_flash
@@ -15,7 +13,7 @@ from itsm.schedules import service
 from itsm.schedules.describe import describe, is_late, next_runs
 from itsm.schedules.forms import OneOffForm, PeriodicTaskForm, local_to_utc
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
-from itsm.schedules.validation import Definition, ValidationError
+from itsm.schedules.validation import Definition, ValidationError, parse_json
 from itsm.tickets.forms import ActionForm
 from jobs.exceptions import JobsError
 
@@ -161,9 +159,7 @@ def one_off():
     if form.validate_on_submit():
         run_at = local_to_utc(form.run_at.data)
         try:
-            args = json.loads(form.args.data or "[]")
-            if not isinstance(args, list):
-                raise ValueError("must be a JSON list")
+            args = parse_json(form.args.data or "[]", list, "args")
             name = f"one-off {form.task.data} at {run_at:%Y-%m-%d %H:%M} UTC"
             suffix = 1
             while service.name_taken(name + (f" #{suffix}" if suffix > 1 else ""), None):

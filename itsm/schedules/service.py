@@ -8,9 +8,8 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 
 from flask import current_app
-from sqlalchemy import func
 
-from itsm.dbtypes import utcnow
+from itsm.dbtypes import same_name, utcnow
 from itsm.extensions import db
 from itsm.schedules.models import (
     ClockedSchedule,
@@ -84,7 +83,7 @@ def spec_of(row: PeriodicTask) -> ticks.Spec:
 
 
 def name_taken(name: str, exclude_id: int | None) -> bool:
-    stmt = db.select(PeriodicTask.id).where(func.lower(PeriodicTask.name) == name.strip().lower())
+    stmt = db.select(PeriodicTask.id).where(same_name(PeriodicTask.name, name.strip()))
     if exclude_id is not None:
         stmt = stmt.where(PeriodicTask.id != exclude_id)
     return db.session.scalar(stmt) is not None

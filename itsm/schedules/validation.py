@@ -52,12 +52,31 @@ class ValidationError(ValueError):
         self.errors = errors
 
 
+MAX_JSON_DEPTH = 20  # task arguments are flat; "[[[[..." hundreds deep exhausts the stack somewhere later
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in a parsed JSON value (counted without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_JSON_DEPTH:
+        item, level = stack.pop()
+        if isinstance(item, list | dict):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_json(raw: str, expected: type, label: str):
     """Parse a JSON text field; raises ValidationError with a field message."""
+    too_deep = {label: f"Invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep."}
     try:
         value = json.loads(raw) if raw and raw.strip() else expected()
     except json.JSONDecodeError as err:
         raise ValidationError({label: f"Invalid JSON: {err.msg} (line {err.lineno}, column {err.colno})."}) from None
+    except RecursionError:  # json's own stack limit, before any syntax error
+        raise ValidationError(too_deep) from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ValidationError(too_deep)
     if not isinstance(value, expected):
         wanted = "a JSON list, like [1, 2]" if expected is list else 'a JSON object, like {"key": 1}'
         raise ValidationError({label: f"Must be {wanted}."})

@@ -84,16 +84,19 @@ SORTS = {
 
 
 class FilterForm(Form):
-    """The list's query-string filters; every value is checked."""
+    """The list's query-string filters; every value is checked.
+
+    The selects strip white space first: Optional() treats a blank value as missing and drops the
+    "Not a valid choice" error, so an unstripped " " would have reached int() and PRIORITY_BY_NAME."""
 
     q = StringField("Search", filters=[strip], validators=[Optional(), Length(max=200)])
-    column = SelectField("Column", validators=[Optional()])
-    assignee = SelectField("Assignee", validators=[Optional()])
-    priority = SelectField("Priority", validators=[Optional()])
+    column = SelectField("Column", filters=[strip], validators=[Optional()])
+    assignee = SelectField("Assignee", filters=[strip], validators=[Optional()])
+    priority = SelectField("Priority", filters=[strip], validators=[Optional()])
     archived = SelectField("Show", choices=options([("0", "Open tickets"), ("1", "Archived tickets"),
                                                         ("recurring", "Recurring templates")]),
-                           validators=[Optional()])
-    sort = SelectField("Sort", choices=options(SORTS.items()), validators=[Optional()])
+                           filters=[strip], validators=[Optional()])
+    sort = SelectField("Sort", choices=options(SORTS.items()), filters=[strip], validators=[Optional()])
 
     def fill_choices(self) -> None:
         self.column.choices = options([("", "All columns")] + [(str(c.id), c.name) for c in ordered_columns()])

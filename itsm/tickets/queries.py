@@ -48,7 +48,7 @@ def filter_conditions(*, q: str = "", column: str = "", assignee: str = "", prio
 def page_number() -> int:
     """The ``page`` query argument, or a 400 naming the problem."""
     raw = request.args.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1 or len(raw) > 9:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1 or len(raw) > 9:  # "²".isdigit() is True
         abort(400, "The page number must be a whole number of 1 or more.")
     return int(raw)
 

@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-PUBLIC = {"auth.login", "auth.logout", "health.healthz", "health.readyz", "static", "unsubscribe.unsubscribe"}
+PUBLIC = {"auth.login", "auth.logout", "health.healthz", "health.readyz", "static", "unsubscribe.unsubscribe",
+          "account.forgot_password", "account.reset_password", "account.accept_invitation"}
 ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "backups.", "outbox.",
                   "rq_dashboard.")
 
@@ -26,7 +27,8 @@ def classify(endpoint: str) -> str:
 def concrete_urls(app, ticket_id: int, user_id: int, column_id: int):
     """(endpoint, method, url) for every rule, with sample values for its arguments."""
     samples = {"ticket_id": ticket_id, "user_id": user_id, "column_id": column_id, "holiday_id": 1, "message_id": 1,
-               "token": "x",
+               "token": "x", "instance_number": 1, "job_id": "nosuchjob", "queue_name": "default",
+               "registry_name": "failed", "per_page": 8, "order": "asc", "page": 1, "path": "x.css",
                "filename": "style.css", "id": 1, "name": "x"}
     for rule in app.url_map.iter_rules():
         url = rule.rule
@@ -45,9 +47,16 @@ def urls(app, ids):
     return list(concrete_urls(app, ticket_id, ids.agent, ids.columns["Waiting"]))
 
 
+def no_error(endpoint: str, response) -> bool:
+    # /readyz answers 503 by design while no scheduler runs (these tests start none).
+    return response.status_code < 500 or (endpoint == "health.readyz" and response.status_code == 503)
+
+
 def call(client, auth, method, url):
     data = None if method == "GET" else {"csrf_token": auth.csrf()}
-    response = client.open(url, method=method, data=data)
+    # A browser on the app's own pages sends their address (rq-dashboard's buttons rely on it).
+    headers = {"Referer": "http://localhost/admin/rq/"} if method == "GET" else {"Origin": "http://localhost"}
+    response = client.open(url, method=method, data=data, headers=headers)
     response.close()  # static files stream from an open file
     return response
 
@@ -55,7 +64,7 @@ def call(client, auth, method, url):
 def test_every_endpoint_is_classified(app):
     known = {"auth.", "health.", "tickets.", "recurring.", "board.", "admin.", "automation.", "schedules.",
              "holidays.", "settings.", "backups.", "outbox.", "unsubscribe.", "profile.", "static",
-             "rq_dashboard."}
+             "rq_dashboard.", "account."}
     for rule in app.url_map.iter_rules():
         assert rule.endpoint.startswith(tuple(known)), f"unclassified endpoint {rule.endpoint}"
 
@@ -64,7 +73,7 @@ def test_anonymous_is_sent_to_login(client, auth, urls):
     for endpoint, method, url in urls:
         response = call(client, auth, method, url)
         if classify(endpoint) == "public":
-            assert response.status_code < 500, (endpoint, method, url)
+            assert no_error(endpoint, response), (endpoint, method, url, response.status_code)
             continue
         assert response.status_code == 302, (endpoint, method, url, response.status_code)
         assert response.location.startswith("/login?next="), (endpoint, url, response.location)
@@ -76,7 +85,7 @@ def test_agent_gets_403_on_admin_pages(client, auth, urls):
         if endpoint == "auth.logout":
             continue
         response = call(client, auth, method, url)
-        assert response.status_code < 500, (endpoint, method, url)
+        assert no_error(endpoint, response), (endpoint, method, url, response.status_code)
         if classify(endpoint) == "admin":
             assert response.status_code == 403, (endpoint, method, url, response.status_code)
         else:
@@ -90,7 +99,7 @@ def test_admin_reaches_everything(client, auth, urls):
         if endpoint == "auth.logout":
             continue
         response = call(client, auth, method, url)
-        assert response.status_code < 500, (endpoint, method, url)
+        assert no_error(endpoint, response), (endpoint, method, url, response.status_code)
         assert response.status_code != 403, (endpoint, method, url)
         assert not (response.location or "").startswith("/login"), (endpoint, url)
 

@@ -34,7 +34,7 @@ def test_admin_creates_a_user_who_can_log_in(app, client, auth):
     [
         ({"email": "agent@example.com"}, "already exists"),
         ({"email": "not-an-email"}, "Enter a valid email address."),
-        ({"password": "short"}, "Use at least 10 characters."),
+        ({"password": "short"}, "Use between 10 and 256 characters."),
         ({"role": "superuser"}, "Not a valid choice."),
         ({"name": "n" * 121}, "Field cannot be longer than 120 characters."),
     ],

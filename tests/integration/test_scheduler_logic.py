@@ -32,11 +32,14 @@ def make(app, redis):
         def __init__(self):
             self.scheduler = PeriodicScheduler(app, redis)
 
-        def add(self, d: Definition) -> int:
+        def add(self, d: Definition, at: datetime = T0) -> int:
+            """Saved at ``at`` on this test's clock (a new task's ticks count from when it was saved)."""
             with app.app_context():
                 row = service.save(d)
                 db.session.commit()
-                return row.id
+                task_id = row.id
+            self.update(task_id, date_changed=at)
+            return task_id
 
         def reconcile(self, now: datetime) -> None:
             with app.app_context():
@@ -84,8 +87,27 @@ def test_edit_replaces_the_entry(make, app):
         row = db.session.get(PeriodicTask, task_id)
         service.save(replace(service.definition_of(row), every=5), row)
         db.session.commit()
+    make.update(task_id, date_changed=T0)  # edited at T0 on this test's clock
     make.reconcile(T0 + timedelta(seconds=1))
     assert list(make.entries()) == [entry_id(task_id, T0 + timedelta(minutes=5))]
+
+
+@pytest.mark.parametrize(("misfire", "fires"), [("once", True), ("all", True), ("skip", False)])
+def test_a_one_off_due_before_the_scheduler_saw_it_follows_the_misfire_policy(make, misfire, fires):
+    """Saved at T0 for T0 + 30 s, first seen by a scheduler at T0 + 5 min (it was down, or slow to
+    start): the tick was missed, and the misfire policy decides, as for any downtime."""
+    due = T0 + timedelta(seconds=30)
+    task_id = make.add(minutely(name="once", kind="clocked", clocked_time=due, one_off=True, misfire_policy=misfire))
+    make.reconcile(T0 + timedelta(minutes=5))
+    assert (entry_id(task_id, due) in make.entries()) is fires
+    assert len(make.entries()) == (1 if fires else 0)
+
+
+def test_a_one_off_seen_within_the_grace_is_on_its_way_at_once(make):
+    due = T0 + timedelta(seconds=2)
+    task_id = make.add(minutely(name="once", kind="clocked", clocked_time=due, one_off=True, misfire_policy="skip"))
+    make.reconcile(due + timedelta(seconds=5))  # late by less than the grace: not missed, whatever the policy
+    assert make.entries() == {entry_id(task_id, due): due.timestamp()}
 
 
 def test_handed_over_tick_advances(make):

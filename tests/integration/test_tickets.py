@@ -241,3 +241,14 @@ def test_nonsense_list_parameters_are_400(client, auth, query):
     assert response.status_code == 400
     assert "Bad request" in response.get_data(as_text=True) or "Not a valid choice" in response.get_data(as_text=True) \
         or "longer than" in response.get_data(as_text=True)
+
+
+def test_new_ticket_page_on_an_empty_board_says_what_to_do(app, client, auth):
+    from itsm.board.models import BoardColumn
+
+    with app.app_context():
+        db.session.execute(db.delete(BoardColumn))
+        db.session.commit()
+    auth.login()
+    page = client.get("/tickets/new").get_data(as_text=True)
+    assert "The board has no columns yet" in page and 'href="/admin/columns"' in page

@@ -81,3 +81,10 @@ def test_utc_datetime_refuses_naive_values():
 
     with pytest.raises(ValueError, match="naive"):
         UTCDateTime().process_bind_param(datetime(2026, 1, 1), dialect=type("D", (), {"name": "sqlite"}))
+
+
+def test_job_loggers_are_quiet_in_production_unless_told(tmp_path):
+    assert load_config(str(tmp_path), env={})["JOBS_LOG_LEVEL"] == "INFO"
+    production = {"ITSM_ENV": "production", "SECRET_KEY": "x" * 32}
+    assert load_config(str(tmp_path), env=production)["JOBS_LOG_LEVEL"] == "WARNING"
+    assert load_config(str(tmp_path), env={**production, "LOG_LEVEL": "debug"})["JOBS_LOG_LEVEL"] == "DEBUG"
