@@ -187,7 +187,7 @@ def main() -> None:
             with app.app_context():
                 db.engine.dispose()
     finally:
-        server.stop()
+        server.close()
     rate, base_rate = args.messages / statistics.median(times), args.messages / statistics.median(base)
     each = ", ".join(f"{args.messages / t:.0f}" for t in times)
     each_base = ", ".join(f"{args.messages / t:.0f}" for t in base)

@@ -39,11 +39,13 @@ def worker_redis_url(base: str, worker: str) -> str:
 # Redis DB 15 belongs to the tests (15, 14, ... with several xdist workers): they flush it, and nothing else.
 TEST_REDIS_URL = worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
                                   os.environ.get("PYTEST_XDIST_WORKER", ""))
-# Backups go here unless a test says otherwise, never into the checkout's instance/.
+# Backups go here outside a test (own_backup_dir gives each test its own), never into the checkout's instance/.
 TEST_FILES = tempfile.mkdtemp(prefix="itsm-tests-")
 atexit.register(shutil.rmtree, TEST_FILES, True)
 os.environ["BACKUP_DIR"] = os.path.join(TEST_FILES, "backups")  # the app and every process the tests start
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+# Nothing listens on port 1: connections are refused at once, as from a Redis that is down.
+DEAD_REDIS = "redis://127.0.0.1:1/0"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
@@ -102,6 +104,13 @@ def sqlite_url(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'itsm.db'}"
     migrate_database(url)
     return url
+
+
+@pytest.fixture(autouse=True)
+def own_backup_dir(monkeypatch, tmp_path):
+    """Each test's own backup directory (its app and the processes it starts): a backup made by one test,
+    e.g. a scheduler crossing 03:00, is never seen by the next test of the same process."""
+    monkeypatch.setenv("BACKUP_DIR", str(tmp_path / "backups"))
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -256,4 +265,4 @@ def mailserver():
 
     server = MailServer()
     yield server
-    server.stop()
+    server.close()

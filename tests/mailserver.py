@@ -17,6 +17,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _reserve(port: int = 0) -> socket.socket:
+    """A socket bound to the port but not listening: connections are refused, as from a mail server that
+    is down, and no other test process is handed the same port meanwhile."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    return s
+
+
 class _Inbox:
     def __init__(self) -> None:
         self.messages: list[Message] = []
@@ -30,7 +39,8 @@ class MailServer:
     """Not listening until ``start()``: a port nobody answers on is how "SMTP is down" looks."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self._reserved: socket.socket | None = _reserve()
+        self.port = self._reserved.getsockname()[1]
         self.inbox = _Inbox()
         self._controller: Controller | None = None
 
@@ -47,6 +57,7 @@ class MailServer:
         return {name: str(value) for name, value in self.app_config().items()}
 
     def start(self) -> None:
+        self._release()
         self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
         self._controller.start()
 
@@ -54,3 +65,17 @@ class MailServer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+            try:
+                self._reserved = _reserve(self.port)
+            except OSError:  # taken in between: the tests that stop a server do not rely on the port after
+                self._reserved = None
+
+    def close(self) -> None:
+        """Stopped, and the port given back."""
+        self.stop()
+        self._release()
+
+    def _release(self) -> None:
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None

@@ -10,8 +10,7 @@ from itsm import create_app
 from itsm.config import ConfigError
 from itsm.extensions import db
 from tests import factories
-from tests.conftest import CSRF_RE, base_config
-from tests.mailserver import free_port
+from tests.conftest import CSRF_RE, DEAD_REDIS, base_config
 
 pytestmark = pytest.mark.usefixtures("redis_url")  # the counters live in Redis; the app fixture clears them
 LOCKED = "Too many failed login attempts"
@@ -162,7 +161,7 @@ def test_malformed_attempts_are_not_counted(client, auth):
 
 @pytest.fixture
 def redis_down_app(app, database_url):
-    down = create_app(base_config(database_url, REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"))
+    down = create_app(base_config(database_url, REDIS_URL=DEAD_REDIS))
     yield down
     with down.app_context():
         db.engine.dispose()

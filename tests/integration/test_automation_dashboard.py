@@ -15,7 +15,7 @@ from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
 from itsm.schedules.models import PeriodicTask
-from tests.mailserver import free_port
+from tests.conftest import DEAD_REDIS
 
 
 def run(task: str, status: str, duration: float, age: timedelta, n: int) -> None:
@@ -75,7 +75,7 @@ def test_states_figures_and_failures(app, client, auth, synced, redis):
 
 @pytest.fixture
 def app_config(request):
-    return {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"} if "redis_down" in request.node.name else {}
+    return {"REDIS_URL": DEAD_REDIS} if "redis_down" in request.node.name else {}
 
 
 def test_dashboard_with_redis_down_still_shows(app, client, auth, synced):

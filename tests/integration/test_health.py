@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.schedules.models import PeriodicTask
-from tests.mailserver import free_port
+from tests.conftest import DEAD_REDIS
 from tests.processes import wait_for
 
 
@@ -70,7 +70,7 @@ def test_work_waiting_without_a_live_worker_fails(app, client, redis):
 @pytest.fixture
 def app_config(request):
     if "redis_down" in request.node.name:
-        return {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+        return {"REDIS_URL": DEAD_REDIS}
     if "token" in request.node.name:
         return {"READYZ_TOKEN": "s3cret-probe-token"}
     return {}

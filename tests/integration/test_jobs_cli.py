@@ -7,10 +7,10 @@ from rq import Queue
 
 from itsm.automation.models import JobRun
 from itsm.extensions import db
+from tests.conftest import DEAD_REDIS
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.usefixtures("redis")
-DEAD_REDIS = "redis://127.0.0.1:1/0"
 
 
 def error_line(result) -> str:

@@ -94,7 +94,7 @@ def test_backoff_sequence_and_cap(app, procs, redis):
     starts = [float(t) for t in redis.lrange("times", 0, -1)]
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     for gap, wanted in zip(gaps, (1, 2, 2), strict=True):
-        assert wanted - 1.0 <= gap <= wanted + 2.5, gaps  # RQ's scheduler works in whole seconds
+        assert wanted - 1.0 <= gap <= wanted + 4, gaps  # RQ's scheduler works in whole seconds; CI is busy
     # The worker was free meanwhile: another job finished while the retries waited.
     assert final_runs(app, other.id, 1)[0].finished_at < rows[-1].started_at
 
@@ -239,4 +239,4 @@ def test_time_from_enqueue_to_start_is_short(app, procs):
     with app.app_context():
         handle = jobtasks.add.delay(1, 2)
     [run] = final_runs(app, handle.id, 1)
-    assert (run.started_at - run.enqueued_at).total_seconds() < 1.0
+    assert (run.started_at - run.enqueued_at).total_seconds() < 2.0  # milliseconds when the machine is idle
