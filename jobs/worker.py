@@ -111,6 +111,14 @@ class ItsmWorker(SimpleWorker):
         # Short: the watchdog renews it while the job runs; a SIGKILLed worker's job expires fast.
         return self.heartbeat_seconds * 3
 
+    def run_maintenance_tasks(self):
+        # Once a warm shutdown has stopped RQ's scheduler process, RQ's maintenance would start a new one.
+        # That process inherits the worker's handler, which drops a second signal within a second, so the
+        # stop sent to it at teardown could be lost and the worker would wait for it forever.
+        if self._stop_requested:
+            return
+        super().run_maintenance_tasks()
+
     def start_watchdog(self) -> Watchdog:
         self.watchdog = Watchdog(self)
         self.watchdog.start()

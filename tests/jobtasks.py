@@ -96,6 +96,17 @@ def slow(key: str, seconds: float):
     return attempt
 
 
+@task(name="t.gated", queue="default", max_retries=0, time_limit=120, soft_time_limit=100)
+def gated(key: str):
+    """Sets ``<key>:started``, then waits (up to a minute) for ``<key>:go`` before it returns."""
+    client = r()
+    client.set(key + ":started", 1)
+    deadline = time.monotonic() + 60
+    while not client.exists(key + ":go") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "done"
+
+
 @task(name="t.slow_early_ack", queue="default", max_retries=3, acks_late=False, time_limit=120,
       soft_time_limit=100)
 def slow_early_ack(key: str, seconds: float):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from datetime import UTC, datetime
 
 import pytest
 from rq import Queue
@@ -204,6 +206,44 @@ def test_sigterm_finishes_the_current_job(app, procs, redis):
     wait_for(lambda: redis.get("t:started") == b"1", message="the job to start")
     os.killpg(worker.pid, signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
+    assert [r.status for r in runs(app, handle.id)] == ["succeeded"]
+
+
+@pytest.mark.parametrize("stopping", [True, False])
+def test_maintenance_never_restarts_rq_scheduler_once_stopping(redis, stopping):
+    """The deterministic half of the test below, in this process with the real Redis: maintenance falls
+    due with RQ's scheduler process gone. While the worker is stopping it must not start a new one."""
+    from datetime import timedelta
+
+    from rq.scheduler import RQScheduler
+
+    from jobs.worker import ItsmWorker
+
+    worker = ItsmWorker(["default"], connection=redis, name="maintenance-test")
+    worker.scheduler = RQScheduler(worker.queues, connection=redis)
+    worker.last_cleaned_at = datetime.now(UTC) - timedelta(hours=1)
+    worker._stop_requested = stopping
+    worker.run_maintenance_tasks()
+    process = worker.scheduler._process
+    if process is not None:  # the control case: a running worker does get its scheduler back
+        os.kill(process.pid, signal.SIGTERM)
+        process.join(timeout=10)
+    assert (process is None) is stopping
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sigterm_just_before_a_job_ends_stops_the_worker(app, procs, redis):
+    """The job ends well within a second of SIGTERM, after a maintenance pass fell due (every second in
+    tests). RQ's maintenance would start its scheduler process again after the shutdown had stopped it,
+    and that new process ignored the stop (RQ drops a second signal within a second): the worker hung."""
+    worker = procs.worker()
+    with app.app_context():
+        handle = jobtasks.gated.delay("g")
+    wait_for(lambda: redis.get("g:started"), message="the job to start")
+    time.sleep(1.5)  # the fault's timing: a maintenance pass is now due when the job ends
+    os.killpg(worker.pid, signal.SIGTERM)
+    redis.set("g:go", 1)
+    assert worker.wait(timeout=15) == 0
     assert [r.status for r in runs(app, handle.id)] == ["succeeded"]
 
 
