@@ -15,6 +15,15 @@ def r() -> Redis:
     return Redis.from_url(current_app.config["REDIS_URL"])
 
 
+def wait_for_go(client: Redis, key: str) -> None:
+    """Hold the job until the test sets ``<key>:go`` (at most a minute)."""
+    deadline = time.monotonic() + 60
+    while not client.exists(f"{key}:go"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{key}:go never came")
+        time.sleep(0.02)
+
+
 class Flaky(ConnectionError):
     pass
 
@@ -98,12 +107,10 @@ def slow(key: str, seconds: float):
 
 @task(name="t.gated", queue="default", max_retries=0, time_limit=120, soft_time_limit=100)
 def gated(key: str):
-    """Sets ``<key>:started``, then waits (up to a minute) for ``<key>:go`` before it returns."""
+    """Sets ``<key>:started``, then waits for ``<key>:go`` before it returns."""
     client = r()
     client.set(key + ":started", 1)
-    deadline = time.monotonic() + 60
-    while not client.exists(key + ":go") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_go(client, key)
     return "done"
 
 
@@ -155,11 +162,7 @@ def gated_rows(key: str, count: int) -> int:
         db.session.execute(sa.insert(Ticket).values(title=f"{key} {n}", column_id=column_id))
     backend = db.session.scalar(sa.text("SELECT pg_backend_pid()")) if db.engine.dialect.name == "postgresql" else 0
     client.set(f"{key}:inside", f"{attempt}:{backend}")
-    deadline = time.monotonic() + 60
-    while not client.exists(f"{key}:go"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{key}:go never came")
-        time.sleep(0.02)
+    wait_for_go(client, key)
     db.session.commit()
     client.incr(f"{key}:committed")
     return count

@@ -12,8 +12,7 @@ SENDER = "desk@example.com"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+    with _reserve() as s:
         return s.getsockname()[1]
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from rq import Queue
 from rq.registry import FailedJobRegistry
+from rq.scheduler import RQScheduler
 
 from itsm.automation.models import JobRun
 from itsm.extensions import db
+from jobs.worker import ItsmWorker
 from tests import jobtasks
 from tests.processes import wait_for
 
@@ -213,12 +215,6 @@ def test_sigterm_finishes_the_current_job(app, procs, redis):
 def test_maintenance_never_restarts_rq_scheduler_once_stopping(redis, stopping):
     """The deterministic half of the test below, in this process with the real Redis: maintenance falls
     due with RQ's scheduler process gone. While the worker is stopping it must not start a new one."""
-    from datetime import timedelta
-
-    from rq.scheduler import RQScheduler
-
-    from jobs.worker import ItsmWorker
-
     worker = ItsmWorker(["default"], connection=redis, name="maintenance-test")
     worker.scheduler = RQScheduler(worker.queues, connection=redis)
     worker.last_cleaned_at = datetime.now(UTC) - timedelta(hours=1)

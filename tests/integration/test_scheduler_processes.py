@@ -38,6 +38,13 @@ def firings(app, task_id: int) -> list[ScheduleFiring]:
         return rows
 
 
+def wait_until_up(redis, workers: int = 1) -> None:
+    """The scheduler's heartbeat and the worker processes are there: what a test measures or races
+    afterwards does not include their start-up time."""
+    wait_for(lambda: redis.exists("itsm:scheduler:heartbeat") and len(Worker.all(connection=redis)) >= workers,
+             timeout=60, message="the scheduler and the worker processes")
+
+
 def runs_of(redis, key: str = "runs") -> list[str]:
     return [v.decode() for v in redis.lrange(key, 0, -1)]
 
@@ -46,9 +53,7 @@ def test_an_edit_takes_effect_within_five_seconds(app, procs, redis):
     task_id = add(app)
     procs.start("scheduler")
     procs.worker()
-    # Both up before the edit: their start-up time is not what is measured here.
-    wait_for(lambda: redis.exists("itsm:scheduler:heartbeat") and Worker.all(connection=redis), timeout=60,
-             message="the scheduler and the worker")
+    wait_until_up(redis)
     with app.app_context():
         row = db.session.get(PeriodicTask, task_id)
         service.save(replace(service.definition_of(row), every=2, period="seconds"), row)
@@ -159,9 +164,7 @@ def test_worker_with_scheduler_runs_both(app, procs, redis):
 def test_never_early_and_on_time_at_fractional_seconds(app, procs, redis):
     procs.start("scheduler")
     procs.worker("--concurrency", "2")
-    # Both processes ready before the clock starts: their start-up time is not what is measured here.
-    wait_for(lambda: redis.exists("itsm:scheduler:heartbeat") and Worker.all(connection=redis), timeout=60,
-             message="the scheduler and the worker")
+    wait_until_up(redis)
     now = datetime.now(UTC)
     ids = [add(app, name=f"at-{i}", kind="clocked", one_off=True, misfire_policy="once",
                clocked_time=now + timedelta(seconds=2 + i * 0.37)) for i in range(6)]

@@ -7,12 +7,11 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 
 import pytest
-from rq import Worker
 
 from itsm.extensions import db
 from itsm.schedules import service
 from itsm.schedules.validation import Definition
-from tests.integration.test_scheduler_processes import firings
+from tests.integration.test_scheduler_processes import firings, wait_until_up
 from tests.processes import wait_for
 from tests.reliability.conftest import job_runs, queues_idle
 
@@ -34,8 +33,7 @@ def test_two_schedulers_for_a_minute_fire_every_tick_exactly_once(app, procs, re
     procs.worker("--concurrency", "2")
     # Everything up before the schedule exists, and overlap allowed: two ticks' jobs may run side by side
     # on a busy machine, and the overlap policy's "skipped" is not what this test is about.
-    wait_for(lambda: redis.exists("itsm:scheduler:heartbeat") and len(Worker.all(connection=redis)) >= 2,
-             timeout=60, message="the schedulers and both worker processes")
+    wait_until_up(redis, workers=2)
     with app.app_context():
         row = service.save(Definition(name="soak", task="t.count", kind="interval", every=1, period="seconds",
                                       args=["runs"], misfire_policy="skip", overlap_policy="allow"))
