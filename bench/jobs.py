@@ -30,10 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from time import perf_counter
 
-# The repository in place of bench/ (first on sys.path when run as a script): bench/email.py would shadow
-# the standard library's email package. Hence the imports below it.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-# ruff: noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (its jobs package wins over this file)
 
 import psycopg
 import rq

@@ -30,10 +30,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-# The repository in place of bench/ (first on sys.path when run as a script): bench/email.py would shadow
-# the standard library's email package. Hence the imports below it.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
-# ruff: noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository (its jobs package wins over this file)
 
 from redis import Redis
 from rq import Worker

@@ -3,7 +3,6 @@ a dedupe key per digest day or lateness episode and recipient makes a second run
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -11,17 +10,17 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from itsm.automation import dashboard
 from itsm.extensions import db
 from itsm.mail import digest
 from itsm.mail.models import EmailMessage
 from itsm.mail.outbox import queue_email
-from itsm.schedules.describe import late_tasks, zone_of
+from itsm.schedules.describe import late_since, late_tasks, zone_of
 from itsm.users.service import admins_wanting
 
 
 def _key(*parts) -> str:
-    key = ":".join(str(p) for p in parts)
-    return key if len(key) <= 200 else key[:150] + ":" + hashlib.sha256(key.encode()).hexdigest()[:40]
+    return ":".join(str(p) for p in parts)
 
 
 def _queue_once(planned: list[tuple[str, tuple, dict]]) -> int:
@@ -47,14 +46,16 @@ def send_daily_digests(now: datetime) -> dict:
     day = now.astimezone(ZoneInfo(current_app.config["TIME_ZONE"])).date().isoformat()
     planned = []
     operational_admins = admins_wanting("notify_operational")
+    attention_admins = admins_wanting("notify_admin_actions")
+    # The backup folder is read once for both emails, and not at all when nobody wants either.
+    backups = dashboard.backups() if operational_admins or attention_admins else None
     if operational_admins:
-        report = digest.operational(now)
+        report = digest.operational(now, backups)
         for admin in operational_admins:
             planned.append((_key("digest", "operational", day, admin.id),
                             ("digest_operational", admin.email, f"[itsm] Automation digest for {day}",
                              "digest_operational"), {"report": report, "day": day}))
-    attention_admins = admins_wanting("notify_admin_actions")
-    items = digest.attention(now) if attention_admins else []
+    items = digest.attention(now, backups) if attention_admins else []
     if items:
         for admin in attention_admins:
             planned.append((_key("digest", "attention", day, admin.id),
@@ -70,7 +71,7 @@ def alert_late_schedules(now: datetime) -> dict:
     recipients = admins_wanting("notify_system_failures") if late else []
     planned = []
     for task in late:
-        since = task.last_run_at or task.date_changed or task.created_at
+        since = late_since(task)
         for admin in recipients:
             planned.append((_key("late", task.id, since.isoformat(), admin.id),
                             ("system_failure", admin.email, f"[itsm] Schedule {task.name} is late", "schedule_late"),

@@ -24,7 +24,6 @@ class TaskLine:
     name: str
     runs: int
     failed: int
-    median: float | None = None
 
 
 @dataclass
@@ -40,7 +39,7 @@ class Operational:
     backups: list = field(default_factory=list)
 
 
-def operational(until: datetime, hours: int = 24) -> Operational:
+def operational(until: datetime, backups: dashboard.Backups, hours: int = 24) -> Operational:
     since = until - timedelta(hours=hours)
     report = Operational(since=since, until=until)
     window = (JobRun.finished_at > since, JobRun.finished_at <= until)
@@ -65,7 +64,7 @@ def operational(until: datetime, hours: int = 24) -> Operational:
             EmailMessage.created_at > since, EmailMessage.created_at <= until,
             EmailMessage.status.in_(("sent", "failed"))).group_by(EmailMessage.status)).all())
     report.emails_sent, report.emails_failed = counts.get("sent", 0), counts.get("failed", 0)
-    report.backups = [b for b in dashboard.backups().found if since < b.created_at <= until]
+    report.backups = [b for b in backups.found if since < b.created_at <= until]
     return report
 
 
@@ -76,7 +75,7 @@ class Item:
     path: str  # where to act, under BASE_URL
 
 
-def attention(now: datetime) -> list[Item]:
+def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
     """Things only an admin can fix; each one says where."""
     items: list[Item] = []
     failed = db.session.scalar(select(func.count()).select_from(EmailMessage).where(EmailMessage.status == "failed"))
@@ -105,7 +104,7 @@ def attention(now: datetime) -> list[Item]:
     if stale_invites:
         items.append(Item(f"{len(stale_invites)} invitation(s) expired unused: {', '.join(stale_invites[:5])}",
                           "Send them again, or deactivate the accounts.", "/admin/users"))
-    newest = dashboard.backups().newest_verified
+    newest = backups.newest_verified
     newest_ok = newest.created_at if newest is not None else None
     if newest_ok is None or now - newest_ok > BACKUP_STALE:
         when = ("no verified backup yet" if newest_ok is None

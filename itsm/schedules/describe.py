@@ -52,6 +52,11 @@ def period_of(row: PeriodicTask, now: datetime) -> timedelta | None:
     return ticks.typical_period(service.spec_of(row), now)
 
 
+def late_since(row: PeriodicTask) -> datetime:
+    """Where lateness is counted from: the last run, else the last change, else the creation."""
+    return row.last_run_at or row.date_changed or row.created_at
+
+
 def is_late(row: PeriodicTask, now: datetime) -> bool:
     """Not run within twice its period plus a grace (only once it has had the chance)."""
     if not row.enabled or row.one_off:
@@ -59,8 +64,7 @@ def is_late(row: PeriodicTask, now: datetime) -> bool:
     period = period_of(row, now)
     if period is None:
         return False
-    since = row.last_run_at or row.date_changed or row.created_at
-    return now - since > 2 * period + LATE_GRACE
+    return now - late_since(row) > 2 * period + LATE_GRACE
 
 
 def late_tasks(now: datetime) -> list[PeriodicTask]:
