@@ -41,6 +41,20 @@ def _int(env: dict, name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _seconds_list(env: dict, name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """A comma-separated list of whole seconds, each from 1 second to 7 days."""
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be whole seconds separated by commas, got {raw!r}") from None
+    if not all(1 <= v <= 7 * 86400 for v in values):
+        raise ConfigError(f"{name} must list delays from 1 second to 7 days, got {raw!r}")
+    return values
+
+
 def ensure_secret_key(config: dict, instance_path: str) -> None:
     """Require SECRET_KEY in production; elsewhere generate one once and keep it."""
     if config.get("SECRET_KEY"):
@@ -77,6 +91,9 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
 
     database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'itsm.db'}"
     production = itsm_env == "production"
+    deadline_hours = _int(env, "MAIL_DELIVERY_DEADLINE_HOURS", 24)
+    if not 0 <= deadline_hours <= 720:
+        raise ConfigError(f"MAIL_DELIVERY_DEADLINE_HOURS must be from 0 to 720 (30 days), got {deadline_hours}")
     return {
         "ITSM_ENV": itsm_env,
         "TESTING": itsm_env == "testing",
@@ -110,6 +127,10 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "MAIL_USERNAME": env.get("MAIL_USERNAME"),
         "MAIL_PASSWORD": env.get("MAIL_PASSWORD"),
         "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER", "itsm@localhost"),
+        # The outbox keeps trying a message that failed for a transient reason (connection, timeout, 4xx)
+        # after these delays in seconds (the last repeating), until this many hours after it was written.
+        "MAIL_RETRY_DELAYS": _seconds_list(env, "MAIL_RETRY_DELAYS", (60, 300, 900, 3600)),
+        "MAIL_DELIVERY_DEADLINE_HOURS": deadline_hours,
         # Flask-Mail drops every message when TESTING is on; the outbox must never lose mail silently.
         "MAIL_SUPPRESS_SEND": _bool(env.get("MAIL_SUPPRESS_SEND")),
         "JOBS_EAGER": _bool(env.get("JOBS_EAGER")),

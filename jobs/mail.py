@@ -1,11 +1,16 @@
 """Email jobs: send one outbox row (Celery-style retries), send a batch of rows, and flush whatever
-was left pending.
+is due.
 
 One row goes to ``send_email``. Several rows written together (one commit, one flush pass) go to
 ``send_emails`` in chunks of up to BATCH_SIZE: one job for the chunk and one durable claim per
 CLAIM_GROUP rows, instead of a job and a durable claim per message. A batch never retries a message
-itself: on the first retryable error it hands every row it has not sent to ``send_email``, each
+itself: on the first transient error it hands every row it has not sent to ``send_email``, each
 with its own full retry schedule.
+
+Those retries last seconds; an outage lasts longer. The outbox is the delivery queue: when
+``send_email`` has spent its retries on a transient failure, the row goes back to pending with a
+next attempt (MAIL_RETRY_DELAYS), and ``flush_outbox`` queues it again when it is due, until
+MAIL_DELIVERY_DEADLINE_HOURS have passed. A permanent refusal (a 5xx for the message) fails at once.
 """
 
 from __future__ import annotations
@@ -58,17 +63,19 @@ def queue_sends(ids: list[int]) -> list[str]:
 
 
 def _failed_for_good(task_name: str, job_id: str, exc: BaseException, args, kwargs) -> None:
+    """The job's retries are spent: its row (if the job left it waiting) is the outbox's to try later."""
     from itsm.mail import sending
 
     if args:
-        sending.mark_failed(int(args[0]), exc)
+        sending.defer(int(args[0]), exc)
 
 
 @task(name="send_email", queue="high", autoretry_for=RETRYABLE, retry_backoff=True, retry_backoff_max=600,
       retry_jitter=True, max_retries=5, time_limit=120, on_failure=_failed_for_good)
 def send_email(message_id: int) -> dict:
-    """Send one outbox row, at most once: the row is claimed atomically first."""
-    from itsm.mail import sending
+    """Send one outbox row, at most once: the row is claimed atomically first. A transient failure is
+    retried; a permanent refusal fails the row at once (Undeliverable is not retried)."""
+    from itsm.mail import delivery, sending
 
     row = sending.claim(message_id, send_email.request.id)
     if row is None:
@@ -76,6 +83,9 @@ def send_email(message_id: int) -> dict:
     try:
         sending.deliver(row)
     except RETRYABLE as err:
+        if delivery.is_permanent(err):
+            sending.mark_failed(message_id, err)
+            raise delivery.Undeliverable(sending.describe(err)) from err
         sending.mark_retrying(message_id, err)
         raise
     except Exception as err:  # a bad setting or template: no retry will fix it, fail visibly now
@@ -102,7 +112,7 @@ class _Batch:
         self.error: str | None = None
 
     def run(self) -> None:
-        from itsm.mail import sending
+        from itsm.mail import delivery, sending
 
         while self.todo:
             group, self.todo = self.todo[:CLAIM_GROUP], self.todo[CLAIM_GROUP:]
@@ -117,7 +127,13 @@ class _Batch:
                 self.delivered = False
                 try:
                     sending.deliver(row)
-                except RETRYABLE as err:  # the server or the network: stop, every unsent row retries on its own
+                except RETRYABLE as err:
+                    if delivery.is_permanent(err):  # refused for good: this row fails, the others go on
+                        sending.mark_failed(row.id, err)
+                        self.in_flight = None
+                        self.failed.append(row.id)
+                        continue
+                    # The server or the network: stop, every unsent row retries on its own.
                     sending.mark_retrying(row.id, err)
                     self.in_flight, self.retry_first, self.error = None, row.id, sending.describe(err)
                     return
@@ -206,14 +222,18 @@ def send_emails(message_ids: list[int]) -> dict:
 
 @task(name="flush_outbox", queue="high", max_retries=0, time_limit=300)
 def flush_outbox() -> dict:
-    """Queue a send for every pending row whose job never ran (e.g. Redis was down at the time)."""
+    """Queue a send for every waiting row whose next attempt is due: a retry the outbox deferred, or a
+    row whose job never ran or was lost (e.g. Redis was down at the time). Rows not due stay."""
     from itsm.dbtypes import utcnow
     from itsm.mail import sending
 
     now = utcnow()
     stale = sending.settle_stale_sending(now)
-    ids = sending.due_for_flush(now)
+    ids = sending.take_due(now)
     if ids:
-        queue_sends(ids)
-        sending.mark_queued(ids, now)
+        try:
+            queue_sends(ids)
+        except Exception:
+            sending.due_again(ids, now)
+            raise
     return {"queued": len(ids), "stale_sending_failed": stale}

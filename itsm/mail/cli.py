@@ -19,8 +19,10 @@ def mail_cli() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=1025, show_default=True)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Where messages are kept (default: MAIL_SINK_DIR, else instance/mail-sink).")
+@click.option("--keep", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Newest messages kept; older ones are deleted (the outbox page says how many).")
 @with_appcontext
-def sink_command(host: str, port: int, directory: Path | None) -> None:
+def sink_command(host: str, port: int, directory: Path | None, keep: int) -> None:
     """Accept every email on HOST:PORT and keep it for the outbox page (development only: nothing is relayed)."""
     from itsm.mail.sink import serve
 
@@ -29,7 +31,7 @@ def sink_command(host: str, port: int, directory: Path | None) -> None:
                                    "SMTP server")
     directory = directory or Path(current_app.config["MAIL_SINK_DIR"] or Path(current_app.instance_path) / "mail-sink")
     try:
-        serve(host, port, directory, ready=lambda: click.echo(
-            f"mail sink listening on {host}:{port}, keeping messages in {directory}", err=True))
+        serve(host, port, directory, keep=keep, ready=lambda: click.echo(
+            f"mail sink listening on {host}:{port}, keeping the newest {keep} messages in {directory}", err=True))
     except OSError as err:
         raise click.ClickException(f"cannot listen on {host}:{port}: {err.strerror or err}") from None

@@ -11,7 +11,7 @@ from sqlalchemy import case, func, select
 from itsm.automation import dashboard
 from itsm.automation.models import JobRun
 from itsm.extensions import db
-from itsm.mail.models import EmailMessage
+from itsm.mail.models import EmailMessage, deferred
 from itsm.recurring.models import RecurringTicketRun
 from itsm.schedules.describe import late_tasks
 from itsm.users.models import User
@@ -36,6 +36,7 @@ class Operational:
     recurring_created: int = 0
     emails_sent: int = 0
     emails_failed: int = 0
+    emails_deferred: int = 0  # now: tried, not sent yet, to be tried again (not failed)
     backups: list = field(default_factory=list)
 
 
@@ -64,6 +65,7 @@ def operational(until: datetime, backups: dashboard.Backups, hours: int = 24) ->
             EmailMessage.created_at > since, EmailMessage.created_at <= until,
             EmailMessage.status.in_(("sent", "failed"))).group_by(EmailMessage.status)).all())
     report.emails_sent, report.emails_failed = counts.get("sent", 0), counts.get("failed", 0)
+    report.emails_deferred = db.session.scalar(select(func.count()).select_from(EmailMessage).where(deferred()))
     report.backups = [b for b in backups.found if since < b.created_at <= until]
     return report
 
@@ -82,6 +84,15 @@ def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
     if failed:
         items.append(Item(f"{failed} email(s) could not be sent",
                           "Check the mail settings, then retry them from the outbox.", "/admin/outbox?status=failed"))
+    waiting = db.session.scalar(select(func.count()).select_from(EmailMessage).where(deferred()))
+    if waiting:
+        last_error = db.session.scalar(select(EmailMessage.last_error).where(deferred())
+                                       .order_by(EmailMessage.claimed_at.desc()).limit(1))
+        hours = current_app.config["MAIL_DELIVERY_DEADLINE_HOURS"]
+        items.append(Item(f"{waiting} email(s) deferred: the mail server has not taken them yet",
+                          f"The outbox keeps trying each for {hours} hours after it was written (last error: "
+                          f"{(last_error or '')[:160]}). Check the mail server and settings.",
+                          "/admin/outbox?status=deferred"))
     late = [t.name for t in late_tasks(now)]
     if late:
         items.append(Item(f"{len(late)} schedule(s) late: {', '.join(late[:5])}",

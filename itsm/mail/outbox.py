@@ -8,6 +8,7 @@ down then, the row simply stays pending and the every-minute ``flush_outbox`` se
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
@@ -21,6 +22,8 @@ from itsm.mail.models import EmailMessage
 from jobs.exceptions import JobsError
 
 log = logging.getLogger(__name__)
+# A new row's commit queues its send job; flush_outbox takes it only if it is still pending this much later.
+FLUSH_AFTER = timedelta(minutes=1)
 _PENDING_KEY = "itsm_outbox_new"
 _IDS_KEY = "itsm_outbox_ids"
 
@@ -91,15 +94,17 @@ def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int 
     missing or broken does not undo the change that caused the email: the row is written *failed*, with
     the reason, where the outbox page shows it."""
     context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
+    now = utcnow()
     row = {"kind": kind, "to_address": checked_address(to), "subject": one_line(subject), "status": "pending",
-           "attempts": 0, "ticket_id": ticket_id, "created_at": utcnow(), "last_error": None}
+           "attempts": 0, "ticket_id": ticket_id, "created_at": now, "last_error": None,
+           "delivery_started_at": now, "next_attempt_at": now + FLUSH_AFTER, "deferrals": 0}
     try:
         row["body_text"] = render_template(f"email/{template}.txt", **context)
         row["body_html"] = render_template(f"email/{template}.html", **context)
     except TemplateError as err:
         log.error("email template %r could not be rendered: %s", template, err)
         name = getattr(err, "name", None) or template
-        row.update(body_text="", body_html=None, status="failed",
+        row.update(body_text="", body_html=None, status="failed", next_attempt_at=None,
                    last_error=f"template email/{name}: {type(err).__name__}: {err}"[:2000])
     return row
 

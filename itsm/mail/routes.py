@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -11,10 +13,12 @@ from wtforms import EmailField
 from wtforms.validators import DataRequired, Email, Length
 
 from itsm.admin.guard import admin_blueprint
+from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail import sink
-from itsm.mail.models import STATUSES, EmailMessage
-from itsm.mail.outbox import queue_email
+from itsm.mail.delivery import describe_delays
+from itsm.mail.models import DEFERRED, STATUSES, EmailMessage, deferred
+from itsm.mail.outbox import FLUSH_AFTER, queue_email
 from itsm.tickets.forms import ActionForm
 from itsm.tickets.queries import Page, page_number
 from jobs.connection import unavailable
@@ -32,10 +36,10 @@ class TestEmailForm(FlaskForm):
 @bp.get("")
 def index():
     status = request.args.get("status", "")
-    if status and status not in STATUSES:
+    if status and status not in (*STATUSES, DEFERRED):
         abort(400, f"Unknown status {status!r}.")
     number = page_number()
-    conditions = [EmailMessage.status == status] if status else []
+    conditions = [deferred()] if status == DEFERRED else [EmailMessage.status == status] if status else []
     total = db.session.scalar(db.select(func.count(EmailMessage.id)).where(*conditions))
     rows = db.session.scalars(db.select(EmailMessage).where(*conditions)
                               .order_by(EmailMessage.created_at.desc(), EmailMessage.id.desc())
@@ -44,20 +48,28 @@ def index():
     if number > page.pages:
         abort(404, f"There is no page {number}; the last page is {page.pages}.")
     counts = dict(db.session.execute(db.select(EmailMessage.status, func.count()).group_by(EmailMessage.status)).all())
+    counts[DEFERRED] = db.session.scalar(db.select(func.count(EmailMessage.id)).where(deferred()))
     form = TestEmailForm(to=current_user.email)
     sink_dir = current_app.config["MAIL_SINK_DIR"]
-    return render_template("admin/outbox.html", page=page, status=status, counts=counts, statuses=STATUSES,
-                           form=form, action_form=ActionForm(), sink_dir=sink_dir,
-                           sink=sink.recent(sink_dir) if sink_dir else [])
+    config = current_app.config
+    return render_template("admin/outbox.html", page=page, status=status, counts=counts,
+                           statuses=(*STATUSES, DEFERRED), form=form, action_form=ActionForm(), sink_dir=sink_dir,
+                           sink=sink.recent(sink_dir) if sink_dir else [],
+                           sink_state=sink.state(sink_dir) if sink_dir else None,
+                           retry_delays=describe_delays(config["MAIL_RETRY_DELAYS"]),
+                           deadline_hours=config["MAIL_DELIVERY_DEADLINE_HOURS"],
+                           deadline=timedelta(hours=config["MAIL_DELIVERY_DEADLINE_HOURS"]))
 
 
 def _requeue(ids: list[int]) -> bool:
-    """Failed rows back to pending and handed to the send job; False when Redis is down (they stay
-    pending and flush_outbox sends them when it is back)."""
+    """Failed rows back to pending, with a fresh delivery deadline and retry schedule, and handed to the
+    send job; False when Redis is down (they stay pending and flush_outbox sends them when it is back)."""
     if not ids:
         return True
+    now = utcnow()
     db.session.execute(update(EmailMessage).where(EmailMessage.id.in_(ids), EmailMessage.status == "failed")
-                       .values(status="pending", last_error=None, queued_at=None))
+                       .values(status="pending", last_error=None, queued_at=None, deferrals=0,
+                               delivery_started_at=now, next_attempt_at=now + FLUSH_AFTER))
     db.session.commit()
     from jobs.mail import queue_sends
 

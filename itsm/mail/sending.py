@@ -1,7 +1,9 @@
 """Delivering outbox rows. A row is claimed atomically (pending/retrying -> sending) before it is
 sent, so a retried job, a duplicate job or a flush can never send a message twice. A batch job
 (``send_emails``) claims a few rows at a time with ``claim_many`` and gives back, with
-``release``, the ones it never tried."""
+``release``, the ones it never tried. When a send job has spent its own retries on a transient
+failure, ``defer`` puts the row back to pending for a later try (``itsm.mail.delivery``'s schedule),
+which ``take_due`` hands to a job when it is due."""
 
 from __future__ import annotations
 
@@ -14,15 +16,20 @@ from typing import NamedTuple
 
 from flask import current_app
 from flask_mail import Message
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, select, update
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db, mail
+from itsm.mail import delivery
 from itsm.mail.models import EmailMessage
 from jobs import dbconn
 
 messages = EmailMessage.__table__
+WAITING = ("pending", "retrying")  # not sent yet, to be tried again
 STALE_SENDING = timedelta(minutes=15)  # a "sending" row this old lost its worker mid-send
+# A waiting row handed to a job (by a flush, or for a job-level retry) and still waiting this much later lost
+# that job (Redis emptied, say): the next flush hands it to another. The claim keeps the two from both sending.
+REQUEUE_AFTER = timedelta(minutes=10)
 _HOST = socket.getfqdn() or "localhost"
 # What a claim hands the sender.
 _RETURNED = (messages.c.id, messages.c.to_address, messages.c.subject, messages.c.body_text,
@@ -58,7 +65,7 @@ _CLAIM_MANY = {was: update(messages)
                .returning(*_RETURNED)
                for was in ("pending", "retrying")}
 _MARK_SENT = (update(messages).where(messages.c.id == bindparam("b_id"))
-              .values(status="sent", sent_at=bindparam("b_now"), last_error=None))
+              .values(status="sent", sent_at=bindparam("b_now"), last_error=None, next_attempt_at=None))
 
 
 def claim_many(message_ids: list[int], job_id: str | None = None) -> list[Claimed]:
@@ -95,11 +102,12 @@ def release(rows: list[Claimed], job_id: str | None = None) -> int:
 
 
 def pending_again(message_ids: list[int]) -> None:
-    """Rows waiting for a retry job that could not be queued: pending, so that flush_outbox sends them."""
+    """Rows waiting for a retry job that could not be queued: pending and due, so that the next
+    flush_outbox sends them."""
     if message_ids:
         dbconn.write(lambda conn: conn.execute(
             update(messages).where(messages.c.id.in_(message_ids), messages.c.status == "retrying")
-            .values(status="pending")), durable=True)
+            .values(status="pending", next_attempt_at=utcnow())), durable=True)
 
 
 def _set(message_id: int, **values) -> None:
@@ -140,7 +148,14 @@ def deliver(row) -> None:
                   sender=current_app.config["MAIL_DEFAULT_SENDER"])
     msg.msgId = f"<itsm-outbox-{row.id}@{_HOST}>"  # stable across retries
     if not _keep:
-        mail.send(msg)
+        conn = mail.connect().__enter__()
+        try:
+            conn.send(msg)
+        finally:
+            # Once the server has the message, a QUIT that fails (it hung up) must not make it a failed
+            # send that is tried again: that would deliver it twice.
+            with contextlib.suppress(Exception):
+                conn.__exit__(None, None, None)
         return
     try:
         _connection().send(msg)
@@ -166,32 +181,78 @@ def mark_sent(message_id: int) -> None:
 
 
 def mark_retrying(message_id: int, error: BaseException) -> None:
-    _set(message_id, status="retrying", last_error=describe(error))
+    """A transient failure the send job retries itself, within seconds; should that job be lost, the row
+    is due for flush_outbox REQUEUE_AFTER from now."""
+    now = utcnow()
+    _set(message_id, status="retrying", last_error=describe(error), next_attempt_at=now + REQUEUE_AFTER)
 
 
 def mark_failed(message_id: int, error: BaseException | str) -> None:
-    _set(message_id, status="failed", last_error=error if isinstance(error, str) else describe(error))
+    _set(message_id, status="failed", last_error=error if isinstance(error, str) else describe(error),
+         next_attempt_at=None)
+
+
+def defer(message_id: int, error: BaseException, now: datetime | None = None) -> str | None:
+    """After the send job spent its own retries on a transient failure: the row goes back to pending,
+    due after the next delay of MAIL_RETRY_DELAYS, or is failed once MAIL_DELIVERY_DEADLINE_HOURS have
+    passed since its delivery started. Only a row the job left "retrying" is touched (not one sent,
+    being sent, failed or already deferred). Returns its new status, or None."""
+    now = now or utcnow()
+    hours = current_app.config["MAIL_DELIVERY_DEADLINE_HOURS"]
+    delays = current_app.config["MAIL_RETRY_DELAYS"]
+
+    def settle(conn) -> str | None:
+        row = conn.execute(select(messages.c.deferrals, messages.c.delivery_started_at, messages.c.attempts)
+                           .where(messages.c.id == message_id, messages.c.status == "retrying")).first()
+        if row is None:
+            return None
+        when = delivery.next_attempt(now, row.delivery_started_at + timedelta(hours=hours), row.deferrals, delays)
+        if when is None:
+            values = {"status": "failed", "next_attempt_at": None, "last_error": (
+                f"not delivered within {hours} h (MAIL_DELIVERY_DEADLINE_HOURS) after {row.attempts} attempt(s); "
+                f"the last: {describe(error)}")[:2000]}
+        else:
+            values = {"status": "pending", "next_attempt_at": when, "deferrals": row.deferrals + 1,
+                      "last_error": describe(error)}
+        changed = conn.execute(update(messages).where(
+            messages.c.id == message_id, messages.c.status == "retrying", messages.c.deferrals == row.deferrals)
+            .values(**values)).rowcount
+        return values["status"] if changed else None
+
+    return dbconn.write(settle, durable=True)
 
 
 def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:2000]
 
 
+def _due(now: datetime) -> tuple:
+    return messages.c.status.in_(WAITING), messages.c.next_attempt_at <= now
+
+
 def due_for_flush(now: datetime, limit: int = 1000) -> list[int]:
-    """Pending rows whose send job never ran (Redis was down, or the job was lost): created a
-    minute ago or more, and not handed to a job in the last ten minutes."""
-    rows = db.session.scalars(
-        select(EmailMessage.id).where(
-            EmailMessage.status == "pending", EmailMessage.created_at <= now - timedelta(minutes=1),
-            or_(EmailMessage.queued_at.is_(None), EmailMessage.queued_at <= now - timedelta(minutes=10)))
-        .order_by(EmailMessage.created_at, EmailMessage.id).limit(limit)).all()
-    return list(rows)
+    """The waiting rows whose next attempt is due at ``now``, oldest due first (what ``take_due`` takes)."""
+    return list(db.session.scalars(select(messages.c.id).where(*_due(now))
+                                   .order_by(messages.c.next_attempt_at, messages.c.id).limit(limit)))
 
 
-def mark_queued(ids: list[int], now: datetime) -> None:
+def take_due(now: datetime, limit: int = 1000) -> list[int]:
+    """Take the due rows for flush_outbox to queue, in one statement: each one's next attempt moves
+    REQUEUE_AFTER on, so a second flush at the same time (which re-checks the condition on the rows the
+    first changed) takes none of them. By id."""
+    picked = select(messages.c.id).where(*_due(now)).order_by(messages.c.next_attempt_at, messages.c.id).limit(limit)
+    with db.engine.begin() as conn:
+        return sorted(conn.scalars(update(messages).where(messages.c.id.in_(picked), *_due(now))
+                                   .values(next_attempt_at=now + REQUEUE_AFTER, queued_at=now)
+                                   .returning(messages.c.id)))
+
+
+def due_again(ids: list[int], now: datetime) -> None:
+    """Rows taken by a flush that could not queue them (Redis down): due at the next flush."""
     if ids:
         with db.engine.begin() as conn:
-            conn.execute(update(messages).where(messages.c.id.in_(ids)).values(queued_at=now))
+            conn.execute(update(messages).where(messages.c.id.in_(ids), messages.c.status.in_(WAITING),
+                                                messages.c.queued_at == now).values(next_attempt_at=now))
 
 
 def settle_stale_sending(now: datetime) -> int:
@@ -201,5 +262,6 @@ def settle_stale_sending(now: datetime) -> int:
         return conn.execute(
             update(messages).where(messages.c.status == "sending",
                                    messages.c.claimed_at <= now - STALE_SENDING)
-            .values(status="failed", last_error="the worker stopped while sending; it may or may not have "
-                                                "been delivered: retry it from the outbox if it was not")).rowcount
+            .values(status="failed", next_attempt_at=None,
+                    last_error="the worker stopped while sending; it may or may not have been delivered: retry "
+                               "it from the outbox if it was not")).rowcount

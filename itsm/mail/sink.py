@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import email
+import json
 import os
 import signal
 import threading
@@ -15,11 +16,36 @@ from email import policy
 from pathlib import Path
 
 KEEP = 500  # newest messages kept; the oldest go
+STATE = "sink-state.json"  # how many it keeps, and how many it dropped (for the outbox page)
+
+
+@dataclass
+class SinkState:
+    keep: int
+    dropped: int
+
+
+def state(directory: str | Path) -> SinkState | None:
+    """What the sink in ``directory`` keeps and has dropped; None before it dropped anything."""
+    try:
+        data = json.loads((Path(directory) / STATE).read_text())
+        return SinkState(int(data["keep"]), int(data["dropped"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _count_dropped(directory: Path, keep: int, dropped: int) -> None:
+    before = state(directory)
+    path = directory / STATE
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps({"keep": keep, "dropped": dropped + (before.dropped if before else 0)}))
+    os.replace(partial, path)
 
 
 class _Store:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, keep: int = KEEP) -> None:
         self.directory = directory
+        self.keep = keep
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 -- aiosmtpd's hook name
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -27,18 +53,23 @@ class _Store:
         partial = final.with_suffix(".part")
         partial.write_bytes(envelope.content)
         os.replace(partial, final)  # the page never reads half a message
-        for old in sorted(self.directory.glob("*.eml"))[:-KEEP]:
+        dropped = 0
+        for old in sorted(self.directory.glob("*.eml"))[:-self.keep]:
             with contextlib.suppress(OSError):
                 old.unlink()
+                dropped += 1
+        if dropped:
+            with contextlib.suppress(OSError):
+                _count_dropped(self.directory, self.keep, dropped)
         return "250 Message accepted for delivery"
 
 
-def serve(host: str, port: int, directory: Path, ready=None) -> None:
+def serve(host: str, port: int, directory: Path, ready=None, keep: int = KEEP) -> None:
     """Run until SIGTERM or SIGINT (honcho stops its processes with SIGTERM)."""
     from aiosmtpd.controller import Controller
 
     directory.mkdir(parents=True, exist_ok=True)
-    controller = Controller(_Store(directory), hostname=host, port=port)
+    controller = Controller(_Store(directory, keep), hostname=host, port=port)
     controller.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,7 +4,9 @@ outbox page shows it."""
 from __future__ import annotations
 
 import signal
+import smtplib
 import socket
+from email.message import EmailMessage
 
 import pytest
 
@@ -48,6 +50,32 @@ def test_sink_receives_and_the_outbox_page_shows_it(app, client, auth, procs, tm
     assert "This is a test email" in page  # the text body, readable on the page
     procs.kill(sink, signal.SIGTERM)
     assert sink.returncode == 0 and not listening(sink_port)
+
+
+def test_the_outbox_page_says_when_the_sink_dropped_older_messages(app, client, auth, procs, tmp_path, sink_port):
+    folder = tmp_path / "sink"
+    procs.start("mail", "sink", "--port", str(sink_port), "--dir", str(folder), "--keep", "3")
+    wait_for(lambda: listening(sink_port), timeout=20, message="the sink to listen")
+    auth.login()
+
+    def send(n: int, prefix: str) -> None:
+        with smtplib.SMTP("127.0.0.1", sink_port, timeout=10) as smtp:
+            for i in range(n):
+                message = EmailMessage()
+                message["From"], message["To"], message["Subject"] = SENDER, "pat@example.com", f"{prefix} {i}"
+                message.set_content("hello")
+                smtp.send_message(message)
+
+    send(3, "First")
+    wait_for(lambda: len(list(folder.glob("*.eml"))) == 3, timeout=10, message="three messages kept")
+    assert "dropped" not in client.get("/admin/outbox").get_data(as_text=True)  # nothing dropped yet
+    send(2, "Second")
+    wait_for(lambda: (folder / "sink-state.json").exists(), timeout=10, message="the sink to count what it dropped")
+    assert len(list(folder.glob("*.eml"))) == 3
+    page = client.get("/admin/outbox").get_data(as_text=True)
+    assert "The sink keeps only the newest 3 messages: it has dropped\n  2 older ones." in page
+    assert all(f"Second {i}" in page for i in (0, 1)) and "First 2" in page  # the newest three
+    assert "First 0" not in page and "First 1" not in page
 
 
 def test_sink_refuses_production_and_a_busy_port(procs, tmp_path):

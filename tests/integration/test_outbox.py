@@ -133,17 +133,19 @@ def test_redis_down_keeps_the_email_pending_until_flush(app, ids, client, auth, 
     response = auth.post("/tickets/new", {"title": "Badge reader", "priority": "2", "column_id": ids.columns["New"],
                                           "assignee_id": "0", "requester_email": "sam@example.com"})
     assert response.status_code == 302  # the ticket is saved all the same
-    with app.app_context():
-        [message] = outbox()
-        assert message.status == "pending"
-        db.session.execute(sa.update(EmailMessage).values(created_at=utcnow() - timedelta(minutes=2)))
-        db.session.commit()
     from tests.conftest import TEST_REDIS_URL
 
     app.config["REDIS_URL"] = TEST_REDIS_URL  # Redis is back; the every-minute flush runs
     app.extensions.pop("itsm_redis", None)
     with app.app_context():
+        [message] = outbox()
+        assert message.status == "pending" and message.next_attempt_at > utcnow()
+        assert flush_outbox.apply()["queued"] == 0  # a row just written has its own job: not due yet
+        # A minute on: its job never ran, so the flush hands it to one.
+        db.session.execute(sa.update(EmailMessage).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
         assert flush_outbox.apply()["queued"] == 1
+        assert flush_outbox.apply()["queued"] == 0  # taken: the next flush leaves it to that job
     procs.worker(**mailserver.env())
     wait_for(lambda: len(mailserver.messages) == 1, timeout=20, message="the flushed email")
     wait_for(lambda: status_of_first(app) == "sent", timeout=10, message="the row marked sent")
