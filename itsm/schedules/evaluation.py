@@ -1,0 +1,62 @@
+"""Evaluating a periodic task's schedule, for every reader at once: the scheduler, the pages, the CLI,
+the health checks and the digests.
+
+A row the rules would refuse can still be in the database (written by an older version, by SQL, by
+a bug): its ticks may raise (croniter finds no date, a date overflows). Whatever its data makes go
+wrong is caught here, once, and becomes a reason in words; the task is *invalid*, and each reader
+shows it so instead of failing. Infrastructure errors (the database, the network) are not the
+row's fault and go on up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from croniter import CroniterBadDateError
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from itsm.schedules import service
+from itsm.schedules.models import PeriodicTask
+from jobs import ticks
+
+T = TypeVar("T")
+REASON_LENGTH = 300  # periodic_tasks.invalid_reason
+NOT_THE_ROWS_FAULT = (SQLAlchemyError, RedisError, OSError, MemoryError)
+
+
+class InvalidSchedule(Exception):
+    """The schedule of a periodic task cannot be evaluated; ``reason`` says why, in words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def reason_for(err: Exception) -> str:
+    if isinstance(err, CroniterBadDateError):
+        text = "no date matches its crontab (like day 30 of February)"
+    elif isinstance(err, OverflowError):
+        text = "its ticks fall outside the dates a computer can count (the interval is far too long)"
+    else:
+        text = f"{type(err).__name__}: {err}"
+    return f"Its schedule cannot be evaluated: {text}. Edit it or disable it."[:REASON_LENGTH]
+
+
+def evaluate(row: PeriodicTask, compute: Callable[[ticks.Spec], T]) -> T:
+    """``compute`` on the row's schedule; raises InvalidSchedule when the row's data makes it fail."""
+    try:
+        return compute(service.spec_of(row))
+    except NOT_THE_ROWS_FAULT:
+        raise
+    except Exception as err:  # anything else comes from the row: a crontab, a zone, a date out of range
+        raise InvalidSchedule(reason_for(err)) from err
+
+
+def attempt(row: PeriodicTask, compute: Callable[[ticks.Spec], T], default: T) -> tuple[T, str | None]:
+    """(``compute``'s value, None), or (``default``, the reason) for a schedule that cannot be evaluated."""
+    try:
+        return evaluate(row, compute), None
+    except InvalidSchedule as err:
+        return default, err.reason
