@@ -43,7 +43,6 @@ GRACE_SECONDS = 60.0  # a tick later than this (the scheduler was down) is "miss
 RECHECK_HANDED_SECONDS = 3600  # a tick handed to a queue but never claimed is re-sent if Redis lost it
 WATCHING_SECONDS = 5.0  # passes closer than this are one running scheduler: ticks due between them are late, not missed
 FRESH_SECONDS = 1.0  # an entry due longer ago than this was not handed over in time: reconcile judges it first
-RETRY_INVALID_SECONDS = 60.0  # how often a task marked invalid is evaluated again while its definition is unchanged
 
 
 def entry_id(task_id: int, tick: datetime) -> str:
@@ -69,7 +68,7 @@ class PeriodicScheduler:
         self.stop = threading.Event()
         self.version: int | None = None
         self.claimed: dict[int, datetime] = {}  # task id -> its last tick, known to be claimed by a worker
-        self.invalid: dict[int, tuple[str, float]] = {}  # task id -> (definition hash, when) it was found invalid
+        self.invalid = evaluation.InvalidMarks(log)
         self.last_beat = 0.0
         self.watching_since: datetime | None = None  # the previous pass, while passes follow each other
 
@@ -156,19 +155,19 @@ class PeriodicScheduler:
             row.next_tick_at = None  # re-enabling plans again from the last tick, by the misfire policy
             return set()
         digest = service.definition_hash(row)
-        if self._still_invalid(row, digest):
+        if self.invalid.still(row, digest):
             return set()
         try:
             task = registry.get(row.task)
         except JobsError:  # a row the code no longer supports: say so, keep the others running
-            self._mark_invalid(row, digest, now, f"Its task {row.task!r} is not in this version's code.")
+            self.invalid.mark(row, digest, now, f"Its task {row.task!r} is not in this version's code.")
             return set()
         try:
             fire_now = evaluation.evaluate(row, lambda spec: self._advance(row, spec, digest, now, scheduled))
         except evaluation.InvalidSchedule as err:  # its entries are cancelled as stale: it is skipped
-            self._mark_invalid(row, digest, now, err.reason)
+            self.invalid.mark(row, digest, now, err.reason)
             return set()
-        self._clear_invalid(row)
+        self.invalid.clear(row)
         wanted = set()
         for tick in fire_now:
             wanted.add(self._ensure_entry(row, task, tick, scheduled))
@@ -222,27 +221,6 @@ class PeriodicScheduler:
             return False  # its entry waits for its jitter: not late yet
         later = ticks.next_tick(spec, row.next_tick_at)
         return later is not None and later <= now
-
-    def _still_invalid(self, row: PeriodicTask, digest: str) -> bool:
-        """Marked invalid for this very definition a moment ago: not evaluated (nor logged) again on every
-        pass, but once a minute, in case what made it fail has passed."""
-        judged = self.invalid.get(row.id)
-        return (row.invalid_reason is not None and judged is not None and judged[0] == digest
-                and time.monotonic() - judged[1] < RETRY_INVALID_SECONDS)
-
-    def _mark_invalid(self, row: PeriodicTask, digest: str, now: datetime, reason: str) -> None:
-        if row.invalid_reason != reason:
-            log.error("periodic task %s is invalid and skipped (the others keep running): %s", row.name, reason)
-            row.invalid_reason, row.invalid_since = reason, now
-        # Planned afresh once it can be evaluated: from its edit, or by the misfire policy when unchanged.
-        row.next_tick_at, row.scheduled_hash = None, digest
-        self.invalid[row.id] = (digest, time.monotonic())
-
-    def _clear_invalid(self, row: PeriodicTask) -> None:
-        self.invalid.pop(row.id, None)
-        if row.invalid_reason is not None:
-            log.info("periodic task %s can be scheduled again", row.name)
-            row.invalid_reason = row.invalid_since = None
 
     def _previous_pass(self, now: datetime) -> datetime | None:
         """The previous pass of any scheduler, if it was a moment ago: then no scheduler was down since."""

@@ -10,7 +10,10 @@ row's fault and go on up.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
 from croniter import CroniterBadDateError
@@ -60,3 +63,32 @@ def attempt(row: PeriodicTask, compute: Callable[[ticks.Spec], T], default: T) -
         return evaluate(row, compute), None
     except InvalidSchedule as err:
         return default, err.reason
+
+
+class InvalidMarks:
+    """The scheduler's marks on the tasks it cannot schedule: set with the reason (logged once), kept while
+    the definition is unchanged (evaluated again once a minute, not on every pass, in case what made it
+    fail has passed), cleared once the task can be scheduled."""
+
+    def __init__(self, log: logging.Logger, retry_seconds: float = 60.0) -> None:
+        self.log, self.retry_seconds = log, retry_seconds
+        self.judged: dict[int, tuple[str, float]] = {}  # task id -> (definition hash, when) found invalid
+
+    def still(self, row: PeriodicTask, digest: str) -> bool:
+        judged = self.judged.get(row.id)
+        return (row.invalid_reason is not None and judged is not None and judged[0] == digest
+                and time.monotonic() - judged[1] < self.retry_seconds)
+
+    def mark(self, row: PeriodicTask, digest: str, now: datetime, reason: str) -> None:
+        if row.invalid_reason != reason:
+            self.log.error("periodic task %s is invalid and skipped (the others keep running): %s", row.name, reason)
+            row.invalid_reason, row.invalid_since = reason, now
+        # Planned afresh once it can be evaluated: from its edit, or by the misfire policy when unchanged.
+        row.next_tick_at, row.scheduled_hash = None, digest
+        self.judged[row.id] = (digest, time.monotonic())
+
+    def clear(self, row: PeriodicTask) -> None:
+        self.judged.pop(row.id, None)
+        if row.invalid_reason is not None:
+            self.log.info("periodic task %s can be scheduled again", row.name)
+            row.invalid_reason = row.invalid_since = None

@@ -116,3 +116,21 @@ def test_intervals_are_bounded_at_ten_years(every, period, ok):
     if not ok:
         assert "at most" in found["every"] and "10 years" in found["every"]
 
+
+
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("0 0 1 * 1", "At 12:00 AM, on day 1 of the month or on Monday"),
+        ("0 9 1,15 * 1-5", "At 09:00 AM, on day 1 and 15 of the month or on Monday through Friday"),
+        ("0 9 L * MON,WED", "At 09:00 AM, on the last day of the month or on Monday and Wednesday"),
+        ("0 0 1 1 1", "At 12:00 AM, on day 1 of the month or on Monday, only in January"),
+        # One day field restricted: cron-descriptor's own words.
+        ("0 9 * * 1-5", "At 09:00 AM, Monday through Friday"),
+        ("0 0 1 * *", "At 12:00 AM, on day 1 of the month"),
+    ],
+)
+def test_both_day_fields_restricted_are_described_as_either(expression, words):
+    from itsm.schedules.describe import crontab_in_words
+
+    assert crontab_in_words(expression) == words
