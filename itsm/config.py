@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from itsm.zones import is_known_zone
 
 ENVIRONMENTS = ("development", "production", "testing")
 
@@ -84,10 +85,8 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         raise ConfigError(f"ITSM_ENV must be one of {', '.join(ENVIRONMENTS)}, got {itsm_env!r}")
 
     time_zone = env.get("TIME_ZONE", "UTC") or "UTC"
-    try:
-        ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"TIME_ZONE {time_zone!r} is not a known IANA time zone") from None
+    if not is_known_zone(time_zone):  # the default zone of every schedule: the rule schedules follow
+        raise ConfigError(f"TIME_ZONE {time_zone!r} is not a known IANA time zone")
 
     database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'itsm.db'}"
     production = itsm_env == "production"

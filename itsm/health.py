@@ -47,11 +47,12 @@ def _database() -> tuple[bool, dict]:
 
 
 def _late_schedules() -> tuple[bool, dict]:
-    from itsm.schedules.describe import late_tasks
+    from itsm.schedules.describe import troubles
 
-    late = [t.name for t in late_tasks(utcnow())]
+    found = troubles(utcnow())
+    late, invalid = [t.name for t in found.late], [t.name for t, _ in found.invalid]
     db.session.rollback()
-    return not late, {"late": late}
+    return not late and not invalid, {"late": late, "invalid": invalid}
 
 
 def checks() -> dict[str, dict]:

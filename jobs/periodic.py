@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from redis import Redis
@@ -29,16 +29,20 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.schedules import service
+from itsm.schedules import evaluation, service
 from itsm.schedules.models import PeriodicTask, ScheduleState
 from jobs import firing, registry, ticks
+from jobs.exceptions import JobsError
 from jobs.runtime import run
 
 log = logging.getLogger("jobs.scheduler")
 HEARTBEAT_KEY = "itsm:scheduler:heartbeat"
+RECONCILED_KEY = "itsm:scheduler:reconciled"  # when any scheduler last reconciled (the time it planned for)
 ENTRY_PREFIX = "periodic-"
 GRACE_SECONDS = 60.0  # a tick later than this (the scheduler was down) is "missed": see the misfire policy
 RECHECK_HANDED_SECONDS = 3600  # a tick handed to a queue but never claimed is re-sent if Redis lost it
+WATCHING_SECONDS = 5.0  # passes closer than this are one running scheduler: ticks due between them are late, not missed
+FRESH_SECONDS = 1.0  # an entry due longer ago than this was not handed over in time: reconcile judges it first
 
 
 def entry_id(task_id: int, tick: datetime) -> str:
@@ -64,7 +68,9 @@ class PeriodicScheduler:
         self.stop = threading.Event()
         self.version: int | None = None
         self.claimed: dict[int, datetime] = {}  # task id -> its last tick, known to be claimed by a worker
+        self.invalid = evaluation.InvalidMarks(log)
         self.last_beat = 0.0
+        self.watching_since: datetime | None = None  # the previous pass, while passes follow each other
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -78,7 +84,7 @@ class PeriodicScheduler:
                 self.beat()
                 if self.rq.acquire_lock():
                     try:
-                        self.enqueue_due()  # first: what is due should not wait for the database
+                        self.enqueue_due(since=time.time() - FRESH_SECONDS)  # what just came due: no waiting
                         with self.app.app_context():
                             self.reconcile(utcnow())
                         self.enqueue_due()
@@ -90,15 +96,20 @@ class PeriodicScheduler:
                     db.session.rollback()
                 self.stop.wait(1.0)
             self.stop.wait(self._until_next(started))
-        self.connection.delete(HEARTBEAT_KEY)
+        self.connection.delete(HEARTBEAT_KEY, RECONCILED_KEY)  # what comes due from now on is missed
         log.info("scheduler %s stopped", self.rq.name)
         return 0
 
-    def enqueue_due(self) -> None:
+    def enqueue_due(self, since: float | None = None) -> None:
         """Move due entries to their queues, comparing exact times: rq-scheduler's own
-        ``enqueue_jobs`` compares whole seconds and would run a tick up to a second early."""
-        for job in self.rq.get_jobs(until=time.time()):
-            self.rq.enqueue_job(job)
+        ``enqueue_jobs`` compares whole seconds and would run a tick up to a second early.
+
+        With ``since``, only entries due since then: one due longer ago was not handed over in time
+        (the scheduler was stopped or paused), and reconcile first decides whether its tick was missed.
+        """
+        for job, due in self.rq.get_jobs(until=time.time(), with_times=True):
+            if since is None or due.replace(tzinfo=UTC).timestamp() >= since:
+                self.rq.enqueue_job(job)
 
     def _until_next(self, started: float) -> float:
         """Sleep until the earliest entry is due, but never longer than one poll."""
@@ -124,12 +135,14 @@ class PeriodicScheduler:
             if self.version is not None:
                 log.debug("schedules changed (version %s -> %s)", self.version, version)
             self.version = version
+        self.watching_since = self._previous_pass(now)
         scheduled = {m.decode(): s for m, s in self.connection.zrange(self.rq.scheduled_jobs_key, 0, -1,
                                                                       withscores=True)}
         wanted: set[str] = set()
         for row in db.session.scalars(db.select(PeriodicTask)).unique():
             wanted |= self._reconcile_row(row, now, scheduled)
         db.session.commit()
+        self.connection.set(RECONCILED_KEY, now.timestamp(), ex=3600)
         stale = [m for m in scheduled if m.startswith(ENTRY_PREFIX) and m not in wanted]
         for member in stale:
             self.rq.cancel(member)
@@ -141,37 +154,20 @@ class PeriodicScheduler:
         if not row.enabled or (row.expires is not None and row.expires <= now):
             row.next_tick_at = None  # re-enabling plans again from the last tick, by the misfire policy
             return set()
+        digest = service.definition_hash(row)
+        if self.invalid.still(row, digest):
+            return set()
         try:
             task = registry.get(row.task)
-            spec = service.spec_of(row)
-        except Exception as err:  # a row the code no longer supports: say so, keep the others running
-            log.error("periodic task %s cannot be scheduled: %s", row.name, err)
+        except JobsError:  # a row the code no longer supports: say so, keep the others running
+            self.invalid.mark(row, digest, now, f"Its task {row.task!r} is not in this version's code.")
             return set()
-        digest = service.definition_hash(row)
-        fire_now: tuple[datetime, ...] = ()
-        if row.scheduled_hash != digest:
-            # New or edited: its ticks count from when it was saved, never before. Ticks between then and
-            # now (the scheduler was down, or slow to start) are missed like any downtime: the misfire
-            # policy decides, so a one-off that came due meanwhile is not silently dropped.
-            saved = min(row.date_changed or now, now)
-            plan = self._plan(row, spec, saved, now)
-            fire_now, row.next_tick_at = plan.fire_now, plan.pending
-            row.scheduled_hash = digest
-            self._log_missed(row, plan)
-        elif row.next_tick_at is None:  # re-enabled (or a one-off already fired)
-            if row.one_off and row.last_tick_at is not None:
-                return set()
-            plan = self._plan(row, spec, row.last_tick_at or now, now)
-            fire_now, row.next_tick_at = plan.fire_now, plan.pending
-            self._log_missed(row, plan)
-        elif row.next_tick_at <= now and self._handed_over(row, row.next_tick_at, scheduled):
-            row.last_tick_at = row.next_tick_at
-            if row.one_off:
-                row.next_tick_at = None
-            else:
-                plan = self._plan(row, spec, row.last_tick_at, now)
-                fire_now, row.next_tick_at = plan.fire_now, plan.pending
-                self._log_missed(row, plan)
+        try:
+            fire_now = evaluation.evaluate(row, lambda spec: self._advance(row, spec, digest, now, scheduled))
+        except evaluation.InvalidSchedule as err:  # its entries are cancelled as stale: it is skipped
+            self.invalid.mark(row, digest, now, err.reason)
+            return set()
+        self.invalid.clear(row)
         wanted = set()
         for tick in fire_now:
             wanted.add(self._ensure_entry(row, task, tick, scheduled))
@@ -184,9 +180,60 @@ class PeriodicScheduler:
             wanted.add(resent)
         return wanted
 
+    def _advance(self, row: PeriodicTask, spec: ticks.Spec, digest: str, now: datetime,
+                 scheduled: dict) -> tuple[datetime, ...]:
+        """Move the row's plan on to ``now``; returns the missed ticks to fire at once."""
+        fire_now: tuple[datetime, ...] = ()
+        if row.scheduled_hash != digest:
+            # New or edited: its ticks count from when it was saved, never before. Ticks between then and
+            # now (the scheduler was down, or slow to start) are missed like any downtime: the misfire
+            # policy decides, so a one-off that came due meanwhile is not silently dropped.
+            saved = min(row.date_changed or now, now)
+            plan = self._plan(row, spec, saved, now)
+            fire_now, row.next_tick_at = plan.fire_now, plan.pending
+            row.scheduled_hash = digest
+            self._log_missed(row, plan)
+        elif row.next_tick_at is None:  # re-enabled (or a one-off already fired)
+            if row.one_off and row.last_tick_at is not None:
+                return ()
+            plan = self._plan(row, spec, row.last_tick_at or now, now)
+            fire_now, row.next_tick_at = plan.fire_now, plan.pending
+            self._log_missed(row, plan)
+        elif row.next_tick_at <= now and self._handed_over(row, row.next_tick_at, scheduled):
+            row.last_tick_at = row.next_tick_at
+            if row.one_off:
+                row.next_tick_at = None
+            else:
+                plan = self._plan(row, spec, row.last_tick_at, now)
+                fire_now, row.next_tick_at = plan.fire_now, plan.pending
+                self._log_missed(row, plan)
+        elif row.next_tick_at <= now and self._superseded(row, spec, now):
+            # Its entry came due while no scheduler handed it over (stopped, paused) and a later tick is due
+            # too: it is one of the missed ticks, and the misfire policy decides about it like the others.
+            plan = self._plan(row, spec, row.next_tick_at - timedelta(microseconds=1), now)
+            fire_now, row.next_tick_at = plan.fire_now, plan.pending
+            self._log_missed(row, plan)
+        return fire_now
+
+    @staticmethod
+    def _superseded(row: PeriodicTask, spec: ticks.Spec, now: datetime) -> bool:
+        if entry_time(row.id, row.next_tick_at, row.jitter_seconds) > now.timestamp():
+            return False  # its entry waits for its jitter: not late yet
+        later = ticks.next_tick(spec, row.next_tick_at)
+        return later is not None and later <= now
+
+    def _previous_pass(self, now: datetime) -> datetime | None:
+        """The previous pass of any scheduler, if it was a moment ago: then no scheduler was down since."""
+        raw = self.connection.get(RECONCILED_KEY)
+        previous = None if raw is None else datetime.fromtimestamp(float(raw), UTC)
+        if previous is None or not 0 <= (now - previous).total_seconds() <= WATCHING_SECONDS:
+            return None
+        return previous
+
     def _plan(self, row: PeriodicTask, spec, after: datetime, now: datetime) -> ticks.Plan:
         return ticks.plan(spec, after, now, misfire=row.misfire_policy, grace=GRACE_SECONDS,
-                          catchup_window=row.catchup_window_seconds, start=row.start_time, expires=row.expires)
+                          catchup_window=row.catchup_window_seconds, start=row.start_time, expires=row.expires,
+                          live_since=self.watching_since)
 
     @staticmethod
     def _log_missed(row: PeriodicTask, plan: ticks.Plan) -> None:

@@ -60,6 +60,13 @@ def to_aware(local: datetime, zone: ZoneInfo) -> datetime:
     return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
+def either_day(expression: str) -> bool:
+    """Whether a crontab restricts both its day of the month and its day of the week, so that either one
+    matches (cron's rule, which croniter applies): ``0 0 1 * 1`` runs on the 1st and on every Monday."""
+    expanded = croniter(expression).expanded  # croniter's own test, on its own expansion
+    return expanded[2][0] != "*" and expanded[4][0] != "*"
+
+
 def _cron_next(spec: Crontab, after: datetime) -> datetime:
     zone = ZoneInfo(spec.timezone)
     # Start one day back in local time so a tick moved across a gap is not missed.
@@ -170,39 +177,46 @@ def typical_period(spec: Spec, around: datetime) -> timedelta | None:
 class Plan:
     fire_now: tuple[datetime, ...]  # missed ticks to fire at once, by the misfire policy
     pending: datetime | None  # the next tick to wait for (may be a little in the past: fire it late)
-    missed: int  # ticks older than the grace that were not fired as themselves
+    missed: int  # due ticks that were not fired as themselves: the misfire policy decided about them
 
 
 def plan(spec: Spec, after: datetime, now: datetime, *, misfire: str = "once", grace: float = 60.0,
          catchup_window: float = 3600.0, catchup_cap: int = 100, start: datetime | None = None,
-         expires: datetime | None = None) -> Plan:
+         expires: datetime | None = None, live_since: datetime | None = None) -> Plan:
     """What to fire for the ticks after ``after``, given it is ``now``.
 
-    Ticks older than ``grace`` seconds are missed (downtime): ``skip`` drops them, ``once`` fires the
-    latest one, ``all`` fires each one within ``catchup_window`` (at most ``catchup_cap``).
+    Ticks that came due after ``live_since`` (the previous pass of a running scheduler) came due while
+    it was working, not down: each runs, a little late (the newest ``catchup_cap``). Of the others, only
+    the latest due tick may run as itself, late, when it is at most ``grace`` seconds old; every other
+    one is missed, however short the gap, and the misfire policy decides: ``skip`` drops them, ``once``
+    fires the latest of them unless the latest due tick runs anyway (one run in all), ``all`` fires each
+    one within ``catchup_window`` (the newest ``catchup_cap``).
     """
     if start is not None and after < start:
         after = start - timedelta(microseconds=1)
-    horizon = now - timedelta(seconds=grace)
     fire: list[datetime] = []
     missed = 0
     first = next_tick(spec, after)
-    if first is not None and first <= horizon:
-        last_missed = prev_tick(spec, horizon)
-        if misfire == "once" and last_missed is not None:
-            fire = [last_missed]
-        elif misfire == "all":
-            window_start = max(after, now - timedelta(seconds=catchup_window))
-            tick = next_tick(spec, window_start)
-            while tick is not None and tick <= horizon:
-                fire.append(tick)
-                tick = next_tick(spec, tick)
-                if len(fire) > catchup_cap:
-                    fire.pop(0)
-        missed = _count_missed(spec, first, horizon)
-        pending = next_tick(spec, horizon)
-    else:
+    if first is None or first > now:
         pending = first
+    else:
+        latest = prev_tick(spec, now)
+        watched = now if live_since is None else min(max(after, live_since), now)
+        live = _newest(spec, latest, watched, catchup_cap)
+        if live:
+            missed = _count_missed(spec, next_tick(spec, watched), latest) - len(live)  # beyond the cap
+        runs_anyway = bool(live) or (now - latest).total_seconds() <= grace
+        pending = latest if runs_anyway else next_tick(spec, now)
+        last_missed = prev_tick(spec, watched) if live else latest
+        if runs_anyway and not live:
+            last_missed = prev_tick(spec, latest - timedelta(microseconds=1))
+        if last_missed is not None and last_missed >= first:
+            missed += _count_missed(spec, first, last_missed)
+            if misfire == "once" and not runs_anyway:
+                fire = [last_missed]
+            elif misfire == "all":
+                fire = _newest(spec, last_missed, max(after, now - timedelta(seconds=catchup_window)), catchup_cap)
+        fire += live[:-1]
     if expires is not None:
         fire = [t for t in fire if t <= expires]
         if pending is not None and pending > expires:
@@ -210,11 +224,21 @@ def plan(spec: Spec, after: datetime, now: datetime, *, misfire: str = "once", g
     return Plan(tuple(fire), pending, missed)
 
 
-def _count_missed(spec: Spec, first: datetime, horizon: datetime, limit: int = 10_000) -> int:
+def _newest(spec: Spec, last: datetime, after: datetime, cap: int) -> list[datetime]:
+    """Up to ``cap`` ticks after ``after``, the newest ending at ``last``, oldest first (walked backwards)."""
+    found: list[datetime] = []
+    tick: datetime | None = last
+    while tick is not None and tick > after and len(found) < cap:
+        found.append(tick)
+        tick = prev_tick(spec, tick - timedelta(microseconds=1))
+    return found[::-1]
+
+
+def _count_missed(spec: Spec, first: datetime, last: datetime, limit: int = 10_000) -> int:
     if isinstance(spec, Interval):
-        return int((horizon - first).total_seconds() // spec.step) + 1
+        return round((last - first).total_seconds() / spec.step) + 1
     count, tick = 0, first
-    while tick is not None and tick <= horizon and count < limit:
+    while tick is not None and tick <= last and count < limit:
         count += 1
         tick = next_tick(spec, tick)
     return count

@@ -18,7 +18,7 @@ from sqlalchemy import case, func, select
 from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
-from itsm.schedules.describe import describe, is_late, next_runs
+from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.models import PeriodicTask
 
 WEEK = timedelta(days=7)
@@ -29,7 +29,7 @@ FINAL = ("succeeded", "failed", "lost")
 @dataclass
 class TaskRow:
     task: PeriodicTask
-    state: str  # healthy, late, failing, disabled
+    state: str  # healthy, late, failing, disabled, invalid
     schedule: str
     next_run: datetime | None
     runs: int = 0
@@ -37,6 +37,7 @@ class TaskRow:
     median: float | None = None
     recent: list = field(default_factory=list)  # (duration, status, finished_at), newest last
     last: JobRun | None = None
+    reason: str | None = None  # why an invalid task cannot be scheduled
 
     @property
     def success_rate(self) -> float | None:
@@ -89,18 +90,13 @@ def tasks(now: datetime) -> list[TaskRow]:
     for t in periodic:
         recent = recents.get(t.task, [])
         last = recent[0] if recent else None
-        if not t.enabled:
-            state = "disabled"
-        elif is_late(t, now):
-            state = "late"
-        elif last is not None and last.status != "succeeded":
-            state = "failing"
-        else:
-            state = "healthy"
+        state, reason = state_of(t, now)
+        if state == "on time":
+            state = "failing" if last is not None and last.status != "succeeded" else "healthy"
         upcoming = next_runs(t, now, 1)
         runs, ok = stats.get(t.task, (0, 0))
         rows.append(TaskRow(task=t, state=state, schedule=describe(t), next_run=upcoming[0] if upcoming else None,
-                            runs=runs, succeeded=ok, median=medians.get(t.task), last=last,
+                            runs=runs, succeeded=ok, median=medians.get(t.task), last=last, reason=reason,
                             recent=[(r.duration_seconds or 0.0, r.status, r.finished_at) for r in reversed(recent)]))
     return rows
 

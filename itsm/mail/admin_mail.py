@@ -15,7 +15,8 @@ from itsm.extensions import db
 from itsm.mail import digest
 from itsm.mail.models import EmailMessage
 from itsm.mail.outbox import queue_email
-from itsm.schedules.describe import late_since, late_tasks, zone_of
+from itsm.schedules import service
+from itsm.schedules.describe import late_since, troubles, zone_of
 from itsm.users.service import admins_wanting
 
 
@@ -65,15 +66,22 @@ def send_daily_digests(now: datetime) -> dict:
 
 
 def alert_late_schedules(now: datetime) -> dict:
-    """One email per late schedule per lateness episode (until it runs again) to each admin who wants
-    system failures."""
-    late = late_tasks(now)
-    recipients = admins_wanting("notify_system_failures") if late else []
+    """One email per late schedule per lateness episode (until it runs again), and one per invalid
+    schedule per definition (until it is edited), to each admin who wants system failures."""
+    found = troubles(now)
+    recipients = admins_wanting("notify_system_failures") if found.late or found.invalid else []
     planned = []
-    for task in late:
+    for task in found.late:
         since = late_since(task)
         for admin in recipients:
             planned.append((_key("late", task.id, since.isoformat(), admin.id),
                             ("system_failure", admin.email, f"[itsm] Schedule {task.name} is late", "schedule_late"),
                             {"task": task, "since": since.astimezone(zone_of(task)), "now": now}))
-    return {"late": [t.name for t in late], "queued": _queue_once(planned)}
+    for task, reason in found.invalid:
+        definition = service.definition_hash(task)
+        for admin in recipients:
+            planned.append((_key("invalid", task.id, definition, admin.id),
+                            ("system_failure", admin.email, f"[itsm] Schedule {task.name} is invalid",
+                             "schedule_late"), {"task": task, "reason": reason, "now": now}))
+    return {"late": [t.name for t in found.late], "invalid": [t.name for t, _ in found.invalid],
+            "queued": _queue_once(planned)}

@@ -13,7 +13,7 @@ from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage, deferred
 from itsm.recurring.models import RecurringTicketRun
-from itsm.schedules.describe import late_tasks
+from itsm.schedules.describe import troubles
 from itsm.users.models import User
 
 BACKUP_STALE = timedelta(hours=36)  # a nightly backup older than this means one was missed
@@ -93,10 +93,14 @@ def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
                           f"The outbox keeps trying each for {hours} hours after it was written (last error: "
                           f"{(last_error or '')[:160]}). Check the mail server and settings.",
                           "/admin/outbox?status=deferred"))
-    late = [t.name for t in late_tasks(now)]
+    found = troubles(now)
+    late, invalid = [t.name for t in found.late], [t.name for t, _ in found.invalid]
     if late:
         items.append(Item(f"{len(late)} schedule(s) late: {', '.join(late[:5])}",
                           "Check that the scheduler and a worker are running.", "/admin/schedules"))
+    if invalid:
+        items.append(Item(f"{len(invalid)} schedule(s) invalid: {', '.join(invalid[:5])}",
+                          "They cannot be evaluated and do not run: edit or disable them.", "/admin/schedules"))
     from itsm.recurring.models import TicketRecurrence
     from itsm.tickets.models import Ticket
 

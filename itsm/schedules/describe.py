@@ -1,18 +1,51 @@
-"""Schedules in words, upcoming runs in the schedule's zone, and whether a task is late."""
+"""Schedules in words, upcoming runs in the schedule's zone, and whether a task is late or invalid.
+
+Every evaluation of a row's ticks goes through ``evaluation``: a row that cannot be evaluated has no
+next runs and no period, and is reported as invalid, never as an error.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from cron_descriptor import get_description
+from cron_descriptor import ExpressionDescriptor, Options
 from flask import current_app
 
-from itsm.schedules import service
+from itsm.schedules import evaluation, service
 from itsm.schedules.models import PeriodicTask
+from itsm.zones import is_known_zone
 from jobs import ticks
 
 LATE_GRACE = timedelta(minutes=2)
+
+
+class _CronWords(ExpressionDescriptor):
+    """cron-descriptor's words, saying cron's either-day rule plainly: with both day fields restricted
+    a task runs on either ("on day 1 of the month or on Monday"); cron-descriptor's own wording varies."""
+
+    def __init__(self, expression: str) -> None:
+        super().__init__(expression, Options())
+        self.either = ticks.either_day(expression)
+
+    def get_day_of_month_description(self) -> str:
+        words = super().get_day_of_month_description()
+        return (words or ", on every day of the month") if self.either else words
+
+    def get_day_of_week_description(self) -> str:
+        words = super().get_day_of_week_description()
+        if not self.either:
+            return words
+        words = words.removeprefix(", ").removeprefix("or ").removeprefix("only ")
+        return f" or {words if words.startswith(('on ', 'every ')) else 'on ' + words}"
+
+
+def crontab_in_words(expression: str) -> str:
+    try:
+        return _CronWords(expression).get_full_description()
+    except Exception:  # cron-descriptor refuses some valid croniter syntax; show the expression
+        return expression
 
 
 def describe(row: PeriodicTask) -> str:
@@ -21,11 +54,7 @@ def describe(row: PeriodicTask) -> str:
         unit = period[:-1] if every == 1 else period
         return f"every {every} {unit}" if every != 1 else f"every {unit}"
     if row.crontab:
-        try:
-            words = get_description(row.crontab.expression)
-        except Exception:  # cron-descriptor refuses some valid croniter syntax; show the expression
-            words = row.crontab.expression
-        return f"{words} ({row.crontab.timezone})"
+        return f"{crontab_in_words(row.crontab.expression)} ({row.crontab.timezone})"
     if row.solar:
         return f"at {row.solar.event.replace('_', ' ')} at {row.solar.latitude}, {row.solar.longitude}"
     if row.clocked:
@@ -34,14 +63,24 @@ def describe(row: PeriodicTask) -> str:
 
 
 def zone_of(row: PeriodicTask) -> ZoneInfo:
-    return ZoneInfo(row.crontab.timezone if row.crontab else current_app.config["TIME_ZONE"])
+    name = row.crontab.timezone if row.crontab else current_app.config["TIME_ZONE"]
+    return ZoneInfo(name if is_known_zone(name) else "UTC")
+
+
+def invalid_reason(row: PeriodicTask, now: datetime) -> str | None:
+    """Why the task cannot be scheduled, or None: the scheduler's mark while the definition it judged
+    is unchanged (it also knows of tasks missing from the code), else an evaluation here and now."""
+    if row.invalid_reason and row.scheduled_hash == service.definition_hash(row):
+        return row.invalid_reason
+    return evaluation.attempt(row, lambda spec: ticks.upcoming(spec, now, 1), [])[1]
 
 
 def next_runs(row: PeriodicTask, now: datetime, count: int = 3) -> list[datetime]:
     if not row.enabled:
         return []
-    after = max(now, row.start_time) if row.start_time else now
-    runs = ticks.upcoming(service.spec_of(row), after, count)
+    # The start time itself is a tick (the scheduler plans from just before it).
+    after = max(now, row.start_time - timedelta(microseconds=1)) if row.start_time else now
+    runs, _ = evaluation.attempt(row, lambda spec: ticks.upcoming(spec, after, count), [])
     if row.expires:
         runs = [t for t in runs if t <= row.expires]
     zone = zone_of(row)
@@ -49,7 +88,7 @@ def next_runs(row: PeriodicTask, now: datetime, count: int = 3) -> list[datetime
 
 
 def period_of(row: PeriodicTask, now: datetime) -> timedelta | None:
-    return ticks.typical_period(service.spec_of(row), now)
+    return evaluation.attempt(row, lambda spec: ticks.typical_period(spec, now), None)[0]
 
 
 def late_since(row: PeriodicTask) -> datetime:
@@ -58,7 +97,8 @@ def late_since(row: PeriodicTask) -> datetime:
 
 
 def is_late(row: PeriodicTask, now: datetime) -> bool:
-    """Not run within twice its period plus a grace (only once it has had the chance)."""
+    """Not run within twice its period plus a grace (only once it has had the chance). An invalid task
+    is not late: it is invalid."""
     if not row.enabled or row.one_off:
         return False
     period = period_of(row, now)
@@ -67,16 +107,43 @@ def is_late(row: PeriodicTask, now: datetime) -> bool:
     return now - late_since(row) > 2 * period + LATE_GRACE
 
 
-def late_tasks(now: datetime) -> list[PeriodicTask]:
-    """Enabled tasks that are late now, by name (for /readyz, alerts and the admin digest)."""
+@dataclass
+class Troubles:
+    """Enabled tasks that are late, and those that cannot be scheduled at all (with the reason)."""
+
+    late: list[PeriodicTask] = field(default_factory=list)
+    invalid: list[tuple[PeriodicTask, str]] = field(default_factory=list)
+
+
+def troubles(now: datetime) -> Troubles:
+    """For /readyz, the alerts and the admin digest; by name."""
     from itsm.extensions import db
 
-    rows = db.session.scalars(db.select(PeriodicTask).where(PeriodicTask.enabled.is_(True))
-                              .order_by(PeriodicTask.name))
-    return [row for row in rows if is_late(row, now)]
+    found = Troubles()
+    for row in db.session.scalars(db.select(PeriodicTask).where(PeriodicTask.enabled.is_(True))
+                                  .order_by(PeriodicTask.name)).unique():
+        reason = invalid_reason(row, now)
+        if reason:
+            found.invalid.append((row, reason))
+        elif is_late(row, now):
+            found.late.append(row)
+    return found
+
+
+def late_tasks(now: datetime) -> list[PeriodicTask]:
+    return troubles(now).late
+
+
+def state_of(row: PeriodicTask, now: datetime) -> tuple[str, str | None]:
+    """("invalid", reason), ("disabled", None), ("late", None) or ("on time", None)."""
+    reason = invalid_reason(row, now)
+    if reason:
+        return "invalid", reason
+    if not row.enabled:
+        return "disabled", None
+    return ("late" if is_late(row, now) else "on time"), None
 
 
 def late_status(row: PeriodicTask, now: datetime) -> str:
-    if not row.enabled:
-        return "disabled"
-    return "LATE" if is_late(row, now) else "on time"
+    state, reason = state_of(row, now)
+    return f"INVALID: {reason}" if state == "invalid" else state.upper() if state == "late" else state

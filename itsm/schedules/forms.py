@@ -76,7 +76,7 @@ class PeriodicTaskForm(FlaskForm):
     def fill_choices(self, task_names: list[str], queues: tuple[str, ...]) -> None:
         self.task.choices = options((n, n) for n in task_names)
         self.queue.choices = options([("", "The task's own queue")] + [(q, q) for q in queues])
-        if not self.timezone.data:
+        if not self.is_submitted() and not self.timezone.data:  # a zone cleared and submitted is an error
             self.timezone.data = current_app.config["TIME_ZONE"]
 
     def to_definition(self) -> Definition:

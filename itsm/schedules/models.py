@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Index, UniqueConstraint
+from sqlalchemy import CheckConstraint, Index, UniqueConstraint, event
 
 from itsm.dbtypes import UTCDateTime, one_of, utcnow
 from itsm.extensions import db
+from itsm.schedules import validation
+from itsm.schedules.validation import MISFIRE_POLICIES, OVERLAP_POLICIES, PERIOD_CHOICES, ValidationError
 
-PERIOD_CHOICES = ("days", "hours", "minutes", "seconds", "microseconds")
-MISFIRE_POLICIES = ("skip", "once", "all")
-OVERLAP_POLICIES = ("skip", "allow")
+__all__ = ["MISFIRE_POLICIES", "OVERLAP_POLICIES", "PERIOD_CHOICES"]
 FIRING_STATUSES = ("running", "retrying", "succeeded", "failed", "lost", "skipped")
 SOURCES = ("registry", "admin")
 
 
 class IntervalSchedule(db.Model):
     __tablename__ = "interval_schedules"
-    __table_args__ = (CheckConstraint("every >= 1", name="every"),)
+    # The bound per period is SQL; SQLite enforces the same rule with triggers (migration 0009).
+    __table_args__ = (CheckConstraint("every >= 1", name="every"),
+                      CheckConstraint(validation.interval_bound_sql(), name="every_bound"),
+                      CheckConstraint(one_of("period", PERIOD_CHOICES), name="period"))
 
     id = db.Column(db.Integer, primary_key=True)
     every = db.Column(db.Integer, nullable=False)
@@ -101,6 +104,9 @@ class PeriodicTask(db.Model):
     next_tick_at = db.Column(UTCDateTime, nullable=True)
     last_tick_at = db.Column(UTCDateTime, nullable=True)
     scheduled_hash = db.Column(db.String(64), nullable=True)
+    # Set by the scheduler when it cannot evaluate the schedule (the task is skipped); cleared once it can.
+    invalid_reason = db.Column(db.String(300), nullable=True)
+    invalid_since = db.Column(UTCDateTime, nullable=True)
 
     interval = db.relationship(IntervalSchedule, lazy="joined")
     crontab = db.relationship(CrontabSchedule, lazy="joined")
@@ -113,6 +119,36 @@ class PeriodicTask(db.Model):
             if getattr(self, f"{kind}_id") is not None or getattr(self, kind) is not None:
                 return kind
         return "none"
+
+
+def _refuse(problems: dict[str, str]) -> None:
+    if problems:
+        raise ValidationError(problems)
+
+
+# What SQL cannot check (a crontab that never fires, a zone that is not a place) is checked on every
+# flush, with the rules the form and sync use: nothing the application writes stores such a schedule.
+@event.listens_for(IntervalSchedule, "before_insert")
+@event.listens_for(IntervalSchedule, "before_update")
+def _check_interval(mapper, connection, target: IntervalSchedule) -> None:
+    _refuse(validation.interval_problems(target.every, target.period))
+
+
+@event.listens_for(CrontabSchedule, "before_insert")
+@event.listens_for(CrontabSchedule, "before_update")
+def _check_crontab(mapper, connection, target: CrontabSchedule) -> None:
+    # A field left unset takes its column default ("*", UTC) in the INSERT itself.
+    fields = {name: "*" if getattr(target, name) is None else getattr(target, name)
+              for name in validation.CRON_FIELDS}
+    zone = "UTC" if target.timezone is None else target.timezone
+    _refuse(validation.crontab_problems(fields, zone, utcnow()))
+
+
+@event.listens_for(SolarSchedule, "before_insert")
+@event.listens_for(SolarSchedule, "before_update")
+def _check_solar(mapper, connection, target: SolarSchedule) -> None:
+    latitude, longitude = (None if v is None else float(v) for v in (target.latitude, target.longitude))
+    _refuse(validation.solar_problems(target.event, latitude, longitude, utcnow()))
 
 
 class ScheduleFiring(db.Model):

@@ -10,7 +10,7 @@ from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.formutil import options
 from itsm.schedules import service
-from itsm.schedules.describe import describe, is_late, next_runs
+from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.forms import OneOffForm, PeriodicTaskForm, local_to_utc
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition, ValidationError, parse_json
@@ -46,12 +46,13 @@ def index():
     one_off = OneOffForm()
     one_off.task.choices = options((n, n) for n in _task_names())
     return render_template("schedules/index.html", rows=rows, describe=describe, next_runs=next_runs, now=now,
-                           is_late=is_late, last=_last_firings([r.id for r in rows]), one_off=one_off,
+                           state_of=state_of, last=_last_firings([r.id for r in rows]), one_off=one_off,
                            action_form=ActionForm())
 
 
 def _form_page(form: PeriodicTaskForm, row: PeriodicTask | None, status: int = 200):
-    return render_template("schedules/form.html", form=form, row=row), status
+    state = state_of(row, utcnow()) if row is not None else ("new", None)
+    return render_template("schedules/form.html", form=form, row=row, state=state), status
 
 
 def _save(form: PeriodicTaskForm, row: PeriodicTask | None) -> PeriodicTask | None:
@@ -191,5 +192,6 @@ def history(task_id: int):
         for run in db.session.scalars(db.select(JobRun).where(JobRun.job_id.in_(job_ids))
                                       .order_by(JobRun.attempt)):
             runs[run.job_id] = run  # the latest attempt wins
-    return render_template("schedules/history.html", row=row, firings=firings, runs=runs, describe=describe)
+    return render_template("schedules/history.html", row=row, firings=firings, runs=runs, describe=describe,
+                           state=state_of(row, utcnow()))
 

@@ -152,8 +152,17 @@ def run_now(row: PeriodicTask):
 
 
 def set_enabled(row: PeriodicTask, enabled: bool) -> None:
+    """Enabling validates the whole definition; disabling never does: it is how an admin stops a schedule
+    the rules refuse (one stored by an older version or by SQL)."""
     d = replace(definition_of(row), enabled=enabled)
-    save(d, row)
+    if enabled:
+        save(d, row)
+        return
+    if row.source == "registry":
+        row.overridden = _differs(definition_json(d), row.default_definition or {})
+    row.enabled = False
+    row.date_changed = utcnow()
+    db.session.flush()
 
 
 def reset_to_default(row: PeriodicTask) -> bool:

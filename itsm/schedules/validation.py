@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
-from itsm.schedules.models import MISFIRE_POLICIES, OVERLAP_POLICIES, PERIOD_CHOICES
+from itsm.schedules.cronfields import CRON_FIELDS, field_problem, uses_weekday_forms
+from itsm.zones import is_known_zone
+from jobs import ticks
 from jobs.ticks import SOLAR_EVENTS
 
-CRON_FIELDS = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
-MAX_EVERY = 10**9
+PERIOD_CHOICES = ("days", "hours", "minutes", "seconds", "microseconds")
+MISFIRE_POLICIES = ("skip", "once", "all")
+OVERLAP_POLICIES = ("skip", "allow")
+MAX_EVERY = 10**9  # the integer column's share: 10**9 microseconds is about 17 minutes
+MAX_INTERVAL_DAYS = 3653  # ten years, leap days included
+UNIT_MICROSECONDS = {"days": 86_400_000_000, "hours": 3_600_000_000, "minutes": 60_000_000, "seconds": 1_000_000,
+                     "microseconds": 1}
+FIRING_HORIZON = timedelta(days=1827)  # five years: a schedule must fire within them
 
 
 @dataclass
@@ -83,8 +90,10 @@ def parse_json(raw: str, expected: type, label: str):
     return value
 
 
-def validate(d: Definition, *, known_tasks: set[str], queues: tuple[str, ...], name_taken: bool) -> None:
+def validate(d: Definition, *, known_tasks: set[str], queues: tuple[str, ...], name_taken: bool,
+             now: datetime | None = None) -> None:
     """Raise ValidationError listing every problem, field by field."""
+    now = now or datetime.now(UTC)
     errors: dict[str, str] = {}
     if not d.name.strip():
         errors["name"] = "A name is required."
@@ -97,26 +106,11 @@ def validate(d: Definition, *, known_tasks: set[str], queues: tuple[str, ...], n
     if d.kind not in ("interval", "crontab", "solar", "clocked"):
         errors["kind"] = "Choose exactly one schedule: interval, crontab, solar or clocked."
     elif d.kind == "interval":
-        if d.every is None or d.every < 1:
-            errors["every"] = "Must be 1 or more."
-        elif d.every > MAX_EVERY:
-            errors["every"] = f"Must be at most {MAX_EVERY}."
-        if d.period not in PERIOD_CHOICES:
-            errors["period"] = f"Choose one of {', '.join(PERIOD_CHOICES)}."
+        errors.update(interval_problems(d.every, d.period))
     elif d.kind == "crontab":
-        for name in CRON_FIELDS:
-            value = (d.crontab.get(name) or "").strip()
-            expression = " ".join((value if n == name else "*") for n in CRON_FIELDS)
-            if not value or not croniter.is_valid(expression):
-                errors[name] = f"Invalid cron field {value!r}."
-        _check_zone(d.timezone, errors)
+        errors.update(crontab_problems(d.crontab, d.timezone, now))
     elif d.kind == "solar":
-        if d.event not in SOLAR_EVENTS:
-            errors["event"] = f"Choose one of {', '.join(SOLAR_EVENTS)}."
-        if d.latitude is None or not -90 <= d.latitude <= 90:
-            errors["latitude"] = "Latitude must be between -90 and 90."
-        if d.longitude is None or not -180 <= d.longitude <= 180:
-            errors["longitude"] = "Longitude must be between -180 and 180."
+        errors.update(solar_problems(d.event, d.latitude, d.longitude, now))
     elif d.kind == "clocked":
         if d.clocked_time is None:
             errors["clocked_time"] = "A time is required."
@@ -146,8 +140,77 @@ def validate(d: Definition, *, known_tasks: set[str], queues: tuple[str, ...], n
         raise ValidationError(errors)
 
 
-def _check_zone(zone: str | None, errors: dict) -> None:
-    try:
-        ZoneInfo(zone or "")
-    except (ZoneInfoNotFoundError, ValueError):
+# The schedule rules, one function per kind: the form, sync and the ORM's flush check (models.py) share
+# them, and the database's CHECK on interval_schedules is built from max_every.
+
+def max_every(period: str) -> int:
+    """The largest ``every`` for a period: ten years, within the integer column."""
+    return min(MAX_EVERY, MAX_INTERVAL_DAYS * UNIT_MICROSECONDS["days"] // UNIT_MICROSECONDS[period])
+
+
+def interval_bound_sql() -> str:
+    """``every``'s bound per period as SQL (a CHECK constraint on interval_schedules)."""
+    cases = " ".join(f"WHEN '{p}' THEN {max_every(p)}" for p in PERIOD_CHOICES)
+    return f"every <= CASE period {cases} END"
+
+
+def interval_problems(every: int | None, period: str | None) -> dict[str, str]:
+    errors = {}
+    if period not in PERIOD_CHOICES:
+        errors["period"] = f"Choose one of {', '.join(PERIOD_CHOICES)}."
+    if every is None or every < 1:
+        errors["every"] = "Must be 1 or more."
+    elif period in PERIOD_CHOICES and every > max_every(period):
+        errors["every"] = f"Must be at most {max_every(period):,} {period} (10 years)."
+    return errors
+
+
+def crontab_problems(fields: dict, zone: str | None, now: datetime) -> dict[str, str]:
+    """Each field's syntax and numbers, the zone, then whether the whole ever fires."""
+    values = {name: (fields.get(name) or "").strip() for name in CRON_FIELDS}
+    errors = {}
+    for name, value in values.items():
+        problem = field_problem(name, value)
+        alone = " ".join((value if n == name else "*") for n in CRON_FIELDS)
+        if problem is None and not croniter.is_valid(alone):
+            problem = f"Invalid cron field {value!r}."
+        if problem:
+            errors[name] = problem
+    if not is_known_zone(zone):
         errors["timezone"] = f"Unknown time zone {zone!r}; use an IANA name like Europe/Berlin."
+    if errors:
+        return errors
+    expression = " ".join(values.values())
+    if not croniter.is_valid(expression):
+        return {"day_of_month": f"Invalid crontab {expression!r}."}
+    if ticks.either_day(expression) and uses_weekday_forms(values["day_of_month"], values["day_of_week"]):
+        return {"day_of_week": "'W', '#' and 'L' weekdays cannot be combined with a day of the month: with both "
+                               "day fields restricted a task runs on either one (cron's rule). Set one of them to *."}
+    if not fires_within_horizon(ticks.Crontab(expression, zone), now):
+        culprit = next((n for n in ("day_of_month", "day_of_week") if values[n] not in ("*", "?")), "month_of_year")
+        return {culprit: "This crontab never fires in the next 5 years (like day 30 of February): "
+                         "check the day and the month."}
+    return {}
+
+
+def solar_problems(event: str | None, latitude: float | None, longitude: float | None,
+                   now: datetime) -> dict[str, str]:
+    errors = {}
+    if event not in SOLAR_EVENTS:
+        errors["event"] = f"Choose one of {', '.join(SOLAR_EVENTS)}."
+    if latitude is None or not -90 <= latitude <= 90:
+        errors["latitude"] = "Latitude must be between -90 and 90."
+    if longitude is None or not -180 <= longitude <= 180:
+        errors["longitude"] = "Longitude must be between -180 and 180."
+    if not errors and not fires_within_horizon(ticks.Solar(event, latitude, longitude), now):
+        errors["event"] = "The sun never reaches this event there: choose another event or place."
+    return errors
+
+
+def fires_within_horizon(spec: ticks.Spec, now: datetime) -> bool:
+    """Whether the schedule has a tick within the next five years (and can be computed at all)."""
+    try:
+        first = ticks.next_tick(spec, now)
+    except (ValueError, ArithmeticError, LookupError):  # croniter's errors are ValueErrors; overflow; a zone
+        return False
+    return first is not None and first <= now + FIRING_HORIZON

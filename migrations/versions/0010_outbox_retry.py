@@ -1,7 +1,7 @@
 """outbox retries: next attempt, deferrals, delivery start
 
 Revision ID: 0010_outbox_retry
-Revises: 0008_accounts
+Revises: 0009_schedule_invalid
 Create Date: 2026-11-22 09:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0010_outbox_retry'
-down_revision = '0008_accounts'
+down_revision = '0009_schedule_invalid'
 branch_labels = None
 depends_on = None
 

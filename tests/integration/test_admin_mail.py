@@ -111,8 +111,9 @@ def test_a_late_schedule_is_told_once_per_episode(app, ids, runner):
         ping.last_run_at = now - timedelta(hours=2)  # every 10 minutes: late
         db.session.commit()
         first = alert_late_schedules(now)
-        assert first == {"late": ["automation-ping"], "queued": 1}
-        assert alert_late_schedules(now + timedelta(minutes=5)) == {"late": ["automation-ping"], "queued": 0}
+        assert first == {"late": ["automation-ping"], "invalid": [], "queued": 1}
+        assert alert_late_schedules(now + timedelta(minutes=5)) == {"late": ["automation-ping"], "invalid": [],
+                                                                    "queued": 0}
         [alert] = mails("system_failure")
         assert alert.to_address == "admin@example.com" and "automation-ping is late" in alert.subject
         assert "flask jobs ping" in alert.body_text
@@ -124,4 +125,4 @@ def test_a_late_schedule_is_told_once_per_episode(app, ids, runner):
         # Nothing late: nothing sent.
         db.session.execute(sa.update(PeriodicTask).values(last_run_at=now))
         db.session.commit()
-        assert alert_late_schedules(now) == {"late": [], "queued": 0}
+        assert alert_late_schedules(now) == {"late": [], "invalid": [], "queued": 0}

@@ -15,6 +15,7 @@ from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition
 from jobs import firing
 from jobs.periodic import PeriodicScheduler, entry_id, entry_time
+from tests import badrows
 
 ZSET = "rq:scheduler:scheduled_jobs"
 T0 = datetime(2030, 1, 7, 12, 0, tzinfo=UTC)  # a Monday; the far future keeps real time out of the way
@@ -140,8 +141,9 @@ def test_a_handed_tick_lost_before_it_ran_is_sent_again(make, redis):
     assert entry_id(task_id, first) in make.entries()
 
 
-@pytest.mark.parametrize(("misfire", "expected"), [("skip", 0), ("once", 1), ("all", 9)])
+@pytest.mark.parametrize(("misfire", "expected"), [("skip", 0), ("once", 0), ("all", 9)])
 def test_re_enabling_follows_the_misfire_policy(make, misfire, expected):
+    """Off for ten minutes: the latest tick (30 s late) runs as itself; ``once`` needs no other run."""
     task_id = make.add(minutely(misfire_policy=misfire))
     make.reconcile(T0)
     make.update(task_id, enabled=False)
@@ -155,6 +157,41 @@ def test_re_enabling_follows_the_misfire_policy(make, misfire, expected):
     assert late in make.entries()  # within the grace: fired late, whatever the policy
     missed = [m for m, score in make.entries().items() if score < now.timestamp() and m != late]
     assert len(missed) == expected
+
+
+@pytest.mark.parametrize(("misfire", "expected"), [("skip", 1), ("once", 1), ("all", 7)])
+def test_a_restart_after_a_short_gap_is_decided_by_the_misfire_policy(make, misfire, expected):
+    """Every 5 s; the scheduler stops after handing over T0 + 5 s, with T0 + 10 s waiting in rq-scheduler,
+    and a new one starts 30 s later. The waiting entry was missed like the five ticks after it: only the
+    latest (T0 + 40 s) runs as itself, and the policy decides about the others, although the gap is shorter
+    than the grace."""
+    task_id = make.add(minutely(every=5, period="seconds", misfire_policy=misfire))
+    make.reconcile(T0 + timedelta(seconds=1))
+    make.hand_over(task_id, T0 + timedelta(seconds=5))
+    make.reconcile(T0 + timedelta(seconds=5.1))
+    waiting = entry_id(task_id, T0 + timedelta(seconds=10))
+    assert list(make.entries()) == [waiting]
+    make.scheduler = PeriodicScheduler(make.scheduler.app, make.scheduler.connection)  # the restart
+    now = T0 + timedelta(seconds=40.2)
+    make.reconcile(now)
+    runs = sorted(make.entries(), key=make.entries().get)
+    assert len(runs) == expected
+    assert runs[-1] == entry_id(task_id, T0 + timedelta(seconds=40))
+    if misfire != "all":
+        assert waiting not in runs
+    assert make.row(task_id).next_tick_at == T0 + timedelta(seconds=40)
+
+
+def test_an_entry_waiting_for_its_jitter_is_not_missed(make):
+    """Every second with up to an hour's jitter: later ticks pass while the entry waits, as they should."""
+    task_id = make.add(minutely(every=1, period="seconds", jitter_seconds=3600))
+    make.reconcile(T0)
+    [member] = make.entries()
+    due = datetime.fromtimestamp(make.entries()[member], UTC)
+    assert due > T0 + timedelta(seconds=3)  # the jitter drawn for this tick leaves later ticks due before it
+    make.reconcile(due - timedelta(seconds=0.05))
+    assert list(make.entries()) == [member]
+    assert make.row(task_id).next_tick_at == T0 + timedelta(seconds=1)
 
 
 def test_disabled_expired_and_future_start(make):
@@ -226,3 +263,38 @@ def test_one_off_disables_itself_when_claimed(make, app):
     with app.app_context():
         assert firing.claim(task_id, T0, "only", 1) is None
         assert not db.session.get(PeriodicTask, task_id).enabled
+
+
+def test_a_schedule_that_cannot_be_evaluated_is_marked_invalid_and_the_others_keep_their_plan(make, app):
+    good = make.add(minutely())
+    with app.app_context():
+        never = badrows.insert_never_firing_crontab()
+        huge = badrows.insert_huge_interval()
+    seen = T0 + timedelta(seconds=1)
+    make.reconcile(seen)
+    assert list(make.entries()) == [entry_id(good, T0 + timedelta(minutes=1))]
+    for task_id, words in ((never, "no date matches its crontab"), (huge, "far too long")):
+        row = make.row(task_id)
+        assert words in row.invalid_reason and row.invalid_since == seen and row.next_tick_at is None
+    make.reconcile(seen + timedelta(seconds=1))  # still invalid, still skipped, the mark kept as it was
+    assert make.row(never).invalid_since == seen
+    # Edited into a schedule that fires: the mark goes and it is planned from its edit.
+    with app.app_context():
+        row = db.session.get(PeriodicTask, never)
+        service.save(replace(service.definition_of(row), crontab={**service.definition_of(row).crontab,
+                                                                   "day_of_month": "28"}), row)
+        db.session.commit()
+    make.update(never, date_changed=T0 + timedelta(seconds=2))
+    make.reconcile(T0 + timedelta(seconds=3))
+    row = make.row(never)
+    assert row.invalid_reason is None and row.invalid_since is None
+    assert row.next_tick_at == datetime(2030, 2, 28, tzinfo=UTC)  # the 28th of February
+    assert entry_id(never, row.next_tick_at) in make.entries()
+
+
+def test_a_task_missing_from_the_code_is_marked_invalid(make):
+    task_id = make.add(minutely())
+    make.update(task_id, task="t.removed_in_this_version")
+    make.reconcile(T0 + timedelta(seconds=1))
+    assert make.entries() == {}
+    assert "'t.removed_in_this_version' is not in this version's code" in make.row(task_id).invalid_reason

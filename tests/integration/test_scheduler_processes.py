@@ -16,6 +16,7 @@ from itsm.extensions import db
 from itsm.schedules import service
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition
+from tests import badrows
 from tests.processes import wait_for
 
 pytestmark = pytest.mark.usefixtures("redis")
@@ -175,3 +176,110 @@ def test_never_early_and_on_time_at_fractional_seconds(app, procs, redis):
             run = db.session.scalar(sa.select(JobRun).where(JobRun.job_id == fired.job_id))
             late = (run.started_at - fired.tick_at).total_seconds()
             assert 0 <= late < 3.0, (task_id, late)  # never early; the bound only allows for a busy CI machine
+
+
+def test_one_bad_schedule_never_stops_the_others(app, procs, redis, client, auth):
+    """A crontab that never fires and a billion-day interval, written by SQL, next to a task every second:
+    the scheduler keeps running, the good task keeps firing, the bad ones are marked invalid, and every
+    page and ``flask schedules list`` answer."""
+    good = add(app, name="good", every=1, period="seconds")
+    with app.app_context():
+        bad = [badrows.insert_never_firing_crontab(), badrows.insert_huge_interval()]
+    scheduler = procs.start("scheduler")
+    procs.worker()
+    wait_for(lambda: len(firings(app, good)) >= 3, timeout=40, message="three firings of the good task")
+
+    def marks():
+        with app.app_context():
+            return [db.session.get(PeriodicTask, task_id).invalid_reason for task_id in bad]
+
+    reasons = wait_for(lambda: all(marks()) and marks(), timeout=20, message="both bad tasks marked invalid")
+    assert "no date matches its crontab" in reasons[0] and "far too long" in reasons[1]
+    fired = len(firings(app, good))
+    wait_for(lambda: len(firings(app, good)) >= fired + 2, timeout=20, message="the good task firing on")
+    assert scheduler.poll() is None
+    assert not any(firings(app, task_id) for task_id in bad)
+    auth.login()
+    for url in ("/admin/schedules", "/admin/automation", *(f"/admin/schedules/{i}/edit" for i in bad),
+                *(f"/admin/schedules/{i}/history" for i in bad)):
+        assert client.get(url).status_code == 200, url
+    listing = procs.run("schedules", "list")
+    assert listing.returncode == 0 and listing.stdout.count("INVALID") == 2, listing.stderr
+    assert sorted(client.get("/readyz").get_json()["checks"]["schedules"]["invalid"]) == ["a-billion-days",
+                                                                                            "february-30"]
+    assert procs.logs().count("is invalid and skipped") == 2  # logged once each, not on every pass
+    # Fixed by an edit: the mark goes, the task is planned.
+    with app.app_context():
+        row = db.session.get(PeriodicTask, bad[0])
+        definition = service.definition_of(row)
+        service.save(replace(definition, crontab={**definition.crontab, "day_of_month": "28"}), row)
+        db.session.commit()
+    wait_for(lambda: marks()[0] is None, timeout=10, message="the mark cleared")
+    with app.app_context():
+        assert db.session.get(PeriodicTask, bad[0]).next_tick_at is not None
+
+
+def _last_ticks(app, ids: dict[str, int]) -> dict[str, datetime]:
+    """Once nothing new fires for a second: the newest tick of each task."""
+    seen: list = []
+
+    def settled():
+        now = {name: len(firings(app, i)) for name, i in ids.items()}
+        seen.append(now)
+        return len(seen) > 1 and seen[-2] == now
+
+    wait_for(settled, timeout=20, interval=1.0, message="the firings to settle")
+    return {name: firings(app, i)[-1].tick_at for name, i in ids.items()}
+
+
+def _check_gap(app, ids: dict[str, int], before: dict[str, datetime], resumed: datetime) -> None:
+    """After a gap that ended at ``resumed`` (the scheduler started again, or the task was enabled): ``skip``
+    and ``once`` run no tick that was due a period before then, only the latest one and those after it;
+    ``all`` runs every tick, none missing."""
+    for name, task_id in ids.items():
+        ticks = [f.tick_at for f in firings(app, task_id) if f.tick_at > before[name]]
+        steps = {round((b - a).total_seconds(), 3) for a, b in zip(ticks, ticks[1:], strict=False)}
+        assert len(ticks) >= 3 and steps == {1.0}, (name, ticks)  # nothing missed once it runs again
+        if name == "all":
+            assert ticks[0] == before[name] + timedelta(seconds=1), (name, ticks)
+        else:
+            assert ticks[0] > resumed - timedelta(seconds=1), (name, resumed, ticks)  # one run for the gap
+
+
+def _runs_again(app, ids: dict[str, int], before: dict[str, datetime]) -> None:
+    """Each task has run at least three ticks since the gap (the first of them may have waited for it)."""
+    wait_for(lambda: all(len([f for f in firings(app, i) if f.tick_at > before[name]]) >= 3
+                         and firings(app, i)[-1].tick_at > datetime.now(UTC) - timedelta(seconds=3)
+                         for name, i in ids.items()), timeout=60, message="three firings after the gap")
+
+
+def test_a_short_stop_or_disable_runs_what_the_misfire_policy_says(app, procs, redis):
+    """Every second; the scheduler stopped for about 8 s (a deploy), then the tasks disabled for 8 s:
+    although both gaps are shorter than the 60-second grace, ``once`` and ``skip`` run one tick for each
+    gap, not each missed one in a burst; ``all`` runs each."""
+    ids = {policy: add(app, name=policy, every=1, period="seconds", args=[policy], misfire_policy=policy,
+                       overlap_policy="allow") for policy in ("skip", "once", "all")}
+    scheduler = procs.start("scheduler")
+    procs.worker("--concurrency", "4")
+    wait_for(lambda: all(len(firings(app, i)) >= 2 for i in ids.values()), timeout=60, message="firings")
+    procs.kill(scheduler, signal.SIGTERM)
+    before = _last_ticks(app, ids)
+    time.sleep(6)  # the scheduler is down: the gap itself (its start-up below makes it longer)
+    resumed = datetime.now(UTC)
+    procs.start("scheduler")
+    _runs_again(app, ids, before)
+    _check_gap(app, ids, before, resumed)
+
+    with app.app_context():
+        for task_id in ids.values():
+            service.set_enabled(db.session.get(PeriodicTask, task_id), False)
+        db.session.commit()
+    before = _last_ticks(app, ids)
+    time.sleep(8)  # disabled: the gap itself
+    resumed = datetime.now(UTC)
+    with app.app_context():
+        for task_id in ids.values():
+            service.set_enabled(db.session.get(PeriodicTask, task_id), True)
+        db.session.commit()
+    _runs_again(app, ids, before)
+    _check_gap(app, ids, before, resumed)

@@ -43,7 +43,8 @@ def test_create_and_list_in_words_with_next_runs(app, client, auth):
     ("changes", "messages"),
     [
         ({"minute": "99", "timezone": "Mars/Base", "args": "[", "kwargs": "[]"},
-         ["Invalid cron field '99'.", "Unknown time zone 'Mars/Base'; use an IANA name like Europe/Berlin.",
+         ["Invalid cron field '99': minutes are 0 to 59.",
+          "Unknown time zone 'Mars/Base'; use an IANA name like Europe/Berlin.",
           "Invalid JSON: Expecting value (line 1, column 2).", 'Must be a JSON object, like {"key": 1}.']),
         ({"kind": "interval", "every": "0"}, ["Must be 1 or more."]),
         ({"kind": "interval", "every": "many"}, ["Not a valid integer value."]),
@@ -62,6 +63,50 @@ def test_bad_input_is_shown_next_to_each_field(app, client, auth, changes, messa
         assert message in found
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count(PeriodicTask.id))) == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"minute": "5-1"}, "minute", "Invalid cron field '5-1': the range 5-1 runs backwards"),
+        ({"minute": "*/1000000000000"}, "minute", "Invalid cron field '*/1000000000000': a step is 1 to 60."),
+        ({"hour": "*/" + "7" * 30}, "hour", "a step is 1 to 24."),
+        ({"day_of_month": "30", "month_of_year": "2", "day_of_week": "*"}, "day_of_month",
+         "This crontab never fires in the next 5 years"),
+        ({"day_of_week": "FRI-MON"}, "day_of_week", "runs backwards"),
+        ({"timezone": "localtime"}, "timezone", "Unknown time zone 'localtime'"),
+        ({"timezone": "posixrules"}, "timezone", "Unknown time zone 'posixrules'"),
+        ({"timezone": "Factory"}, "timezone", "Unknown time zone 'Factory'"),
+        ({"kind": "interval", "every": "1000000000", "period": "days"}, "every",
+         "Must be at most 3,653 days (10 years)."),
+    ],
+)
+def test_nonsense_schedules_are_refused_next_to_their_field(app, client, auth, changes, field, message):
+    auth.login()
+    response = auth.post("/admin/schedules/new", {**FORM, **changes})
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    from html import unescape
+
+    assert f'id="{field}-error">' in html
+    assert message in unescape(html.split(f'id="{field}-error">', 1)[1].split("</p>", 1)[0])
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(PeriodicTask.id))) == 0
+
+
+def test_an_empty_time_zone_is_refused_not_replaced(app, client, auth):
+    """The form fills the default zone only on a fresh form; a zone cleared and submitted is an error."""
+    auth.login()
+    response = auth.post("/admin/schedules/new", {**FORM, "timezone": ""})
+    assert response.status_code == 400 and "Unknown time zone" in response.get_data(as_text=True)
+
+
+def test_both_day_fields_are_described_as_either(app, client, auth):
+    auth.login()
+    assert auth.post("/admin/schedules/new", {**FORM, "minute": "0", "hour": "0", "day_of_month": "1",
+                                              "day_of_week": "1", "timezone": "UTC"}).status_code == 302
+    page = client.get("/admin/schedules").get_data(as_text=True)
+    assert "At 12:00 AM, on day 1 of the month or on Monday (UTC)" in page
 
 
 def registry_row(app) -> int:

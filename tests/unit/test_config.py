@@ -41,6 +41,8 @@ def test_defaults_follow_the_contract(tmp_path):
     [
         ({"ITSM_ENV": "staging"}, "ITSM_ENV"),
         ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
+        ({"TIME_ZONE": "localtime"}, "TIME_ZONE"),  # the host's zone file, not an IANA zone
+        ({"TIME_ZONE": "Factory"}, "TIME_ZONE"),
         ({"TICKET_ARCHIVE_AFTER_HOURS": "soon"}, "TICKET_ARCHIVE_AFTER_HOURS"),
     ],
 )
