@@ -96,6 +96,10 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from itsm.converters import DatabaseInteger
+
+    # Before any route exists: every <int:...> of every blueprint, rq-dashboard's too, is bounded by it.
+    app.url_map.converters["int"] = DatabaseInteger
     from itsm.admin.routes import bp as admin_bp
     from itsm.auth.account import bp as account_bp
     from itsm.auth.routes import bp as auth_bp
