@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-PUBLIC = {"auth.login", "auth.logout", "health.healthz", "health.readyz", "static", "unsubscribe.unsubscribe",
-          "account.forgot_password", "account.reset_password", "account.accept_invitation"}
+PUBLIC = {"auth.login", "auth.logout", "auth.confirm_logout", "health.healthz", "health.readyz", "static",
+          "unsubscribe.unsubscribe", "account.forgot_password", "account.reset_password", "account.accept_invitation"}
 ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "backups.", "outbox.",
                   "rq_dashboard.")
 
