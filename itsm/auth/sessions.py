@@ -27,6 +27,7 @@ from itsm.users.models import User
 # last_seen_at is rewritten at most this often per session: a write per request would be a write per page.
 LAST_SEEN_RESOLUTION = timedelta(minutes=5)
 USER_AGENT_LENGTH = 255
+LAZY_ENDPOINTS = ("static", "health.healthz", "health.readyz")
 
 
 class UserSession(db.Model):
@@ -114,6 +115,7 @@ def register(app: Flask, login_manager: LoginManager) -> None:
     @app.before_request
     def load_current_user() -> None:
         # The login is checked (and last_seen_at written) before any view runs, not at the first mention of
-        # current_user, which may come after a view's writes. Static files need no user.
-        if request.endpoint != "static":
+        # current_user, which may come after a view's writes. Static files need no user, and the health
+        # endpoints must answer with the database down (/readyz checks an admin's session itself).
+        if request.endpoint not in LAZY_ENDPOINTS:
             current_user._get_current_object()

@@ -5,6 +5,7 @@ log anyone out)."""
 from __future__ import annotations
 
 import http.client
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
@@ -149,15 +150,39 @@ def test_deactivating_a_user_ends_their_sessions_for_good(app, client, auth, ids
 def test_each_login_is_a_server_side_session(app, client, auth, ids):
     from itsm.auth.sessions import UserSession
 
-    auth.login()
-    client.get("/board", headers={"User-Agent": "Firefox on the help desk"})
+    response = client.post("/login", data={"email": "admin@example.com", "password": factories.PASSWORD,
+                                           "csrf_token": auth.csrf()}, headers={"User-Agent": "Firefox on the desk"})
+    assert response.status_code == 302
     AuthActions(app.test_client()).login()
     with app.app_context():
         rows = db.session.scalars(sa.select(UserSession).order_by(UserSession.created_at)).all()
         assert [row.user_id for row in rows] == [ids.admin, ids.admin]
-        assert all(row.created_at <= row.last_seen_at for row in rows)
-        cookie_ids = {row.id for row in rows}
-    assert len(cookie_ids) == 2
+        assert rows[0].user_agent == "Firefox on the desk"
+        assert all(row.created_at <= row.last_seen_at and len(row.id) == 64 for row in rows)
+    # The cookie holds a token, not the id of the user nor of the row (only a digest is stored).
+    with app.test_request_context():
+        from flask import current_app
+
+        cookie = current_app.session_interface.get_signing_serializer(current_app).loads(
+            client.get_cookie("session").value)
+    assert cookie["_user_id"] not in {str(ids.admin), *(row.id for row in rows)}
+
+
+def test_a_session_unused_for_too_long_ends_and_a_used_one_is_seen(app, client, auth):
+    from itsm.auth.sessions import LAST_SEEN_RESOLUTION, UserSession
+    from itsm.dbtypes import utcnow
+
+    auth.login()
+    with app.app_context():
+        db.session.execute(sa.update(UserSession).values(last_seen_at=utcnow() - LAST_SEEN_RESOLUTION * 2))
+        db.session.commit()
+    assert client.get("/board").status_code == 200
+    with app.app_context():
+        assert utcnow() - db.session.scalar(sa.select(UserSession.last_seen_at)) < LAST_SEEN_RESOLUTION
+        idle = timedelta(days=app.config["SESSION_IDLE_DAYS"], minutes=1)
+        db.session.execute(sa.update(UserSession).values(last_seen_at=utcnow() - idle))
+        db.session.commit()
+    assert client.get("/board").status_code == 302
 
 
 def test_the_user_and_the_session_come_in_one_query(app, client, auth):
