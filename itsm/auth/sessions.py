@@ -57,8 +57,9 @@ def log_in(user: User, remember: bool = False) -> None:
     # Each login also clears this user's sessions that ran out, so the table stays the size of its use.
     db.session.execute(delete(UserSession).where(UserSession.user_id == user.id,
                                                  UserSession.last_seen_at < _idle_cutoff()))
-    db.session.add(UserSession(id=_digest(token), user_id=user.id, remember=remember,
-                               user_agent=(request.user_agent.string or "")[:USER_AGENT_LENGTH]))
+    # Printable characters only: a header is the client's to write, and PostgreSQL refuses a NUL in text.
+    agent = "".join(ch for ch in request.user_agent.string or "" if ch.isprintable())[:USER_AGENT_LENGTH]
+    db.session.add(UserSession(id=_digest(token), user_id=user.id, remember=remember, user_agent=agent))
     db.session.commit()
     user.session_token = token
     login_user(user, remember=remember)

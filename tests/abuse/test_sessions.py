@@ -153,9 +153,14 @@ def test_each_login_is_a_server_side_session(app, client, auth, ids):
     response = client.post("/login", data={"email": "admin@example.com", "password": factories.PASSWORD,
                                            "csrf_token": auth.csrf()}, headers={"User-Agent": "Firefox on the desk"})
     assert response.status_code == 302
-    AuthActions(app.test_client()).login()
+    other = app.test_client()
+    response = other.post("/login", data={"email": "admin@example.com", "password": factories.PASSWORD,
+                                          "csrf_token": AuthActions(other).csrf()},
+                          headers={"User-Agent": "bot\x00\x1b[31m" + "x" * 400})
+    assert response.status_code == 302  # a hostile User-Agent is cleaned, not a 500
     with app.app_context():
         rows = db.session.scalars(sa.select(UserSession).order_by(UserSession.created_at)).all()
+        assert rows[1].user_agent == "bot[31m" + "x" * 248
         assert [row.user_id for row in rows] == [ids.admin, ids.admin]
         assert rows[0].user_agent == "Firefox on the desk"
         assert all(row.created_at <= row.last_seen_at and len(row.id) == 64 for row in rows)
