@@ -83,19 +83,17 @@ def register_extensions(app: Flask) -> None:
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
+    from itsm.auth import sessions
 
-    @login_manager.user_loader
-    def load_user(user_id: str):
-        from itsm.users.models import User
-
-        if not user_id.isdigit():
-            return None
-        return db.session.get(User, int(user_id))
-
+    sessions.register(app, login_manager)
     configure_engine(app)
 
 
 def register_blueprints(app: Flask) -> None:
+    from itsm.converters import DatabaseInteger
+
+    # Before any route exists: every <int:...> of every blueprint, rq-dashboard's too, is bounded by it.
+    app.url_map.converters["int"] = DatabaseInteger
     from itsm.admin.routes import bp as admin_bp
     from itsm.auth.account import bp as account_bp
     from itsm.auth.routes import bp as auth_bp

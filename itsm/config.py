@@ -113,6 +113,8 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         # refuses further attempts for LOGIN_LOCKOUT_MINUTES; counted in Redis (itsm/auth/throttle.py).
         "LOGIN_MAX_FAILURES": _int(env, "LOGIN_MAX_FAILURES", 5),
         "LOGIN_LOCKOUT_MINUTES": _int(env, "LOGIN_LOCKOUT_MINUTES", 15),
+        # A login session (remember-me included) not used for this many days ends (itsm/auth/sessions.py).
+        "SESSION_IDLE_DAYS": _int(env, "SESSION_IDLE_DAYS", 30),
         # Reverse proxies in front of the web process (each appends to X-Forwarded-For): with 1 or more
         # the client address, scheme and host come from those headers (the per-address login limit, links).
         "PROXY_HOPS": _int(env, "PROXY_HOPS", 0),

@@ -1,5 +1,6 @@
 """Every model, imported in one place so Alembic sees the whole schema."""
 
+from itsm.auth.sessions import UserSession
 from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
 from itsm.housekeeping.settings import Setting
@@ -20,5 +21,5 @@ from itsm.users.models import User
 __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
     "SolarSchedule", "BoardColumn", "EmailMessage", "EmailOptOut", "Setting", "Holiday", "JobRun", "RecurringTicketRun",
-    "TicketRecurrence", "Comment", "Ticket", "TicketEvent", "User",
+    "TicketRecurrence", "Comment", "Ticket", "TicketEvent", "User", "UserSession",
 ]

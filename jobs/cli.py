@@ -14,10 +14,12 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
+from itsm.cliparams import FiniteFloatRange
 from jobs import liveness, logctx, registry
 from jobs.connection import ping, queue_names, redis_client, unavailable
 from jobs.exceptions import JobsError
 from jobs.runtime import ATTEMPT_FIELD, RETRY_BASE_FIELD
+from jobs.task import MAX_DELAY
 
 
 def _queues_option(value: str) -> list[str]:
@@ -42,7 +44,8 @@ def _require_redis() -> None:
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Worker processes.")
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
-@click.option("--max-jobs", type=click.IntRange(1), help="Restart a worker process after this many jobs.")
+@click.option("--max-jobs", type=click.IntRange(1, 1_000_000_000),
+              help="Restart a worker process after this many jobs.")
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               default=None, help="Log level (default: LOG_LEVEL, else WARNING in production).")
 @click.option("--purge", is_flag=True, help="Empty the named queues first (asks for confirmation).")
@@ -136,8 +139,9 @@ def jobs_requeue_failed(queue_name: str | None) -> None:
 @click.option("--args", "args_json", default="[]", help="JSON list of positional arguments.")
 @click.option("--kwargs", "kwargs_json", default="{}", help="JSON object of keyword arguments.")
 @click.option("--queue", "queue_name", help="Queue (default: the task's).")
-@click.option("--countdown", type=float, help="Seconds to wait before running.")
-@click.option("--eta", help="When to run, ISO 8601 with a time zone (a past time runs now).")
+@click.option("--countdown", type=FiniteFloatRange(0, MAX_DELAY.total_seconds()),
+              help="Seconds to wait before running (at most 10 years).")
+@click.option("--eta", help="When to run, ISO 8601 with a time zone (a past time runs now; at most 10 years ahead).")
 def jobs_enqueue(task_name, args_json, kwargs_json, queue_name, countdown, eta) -> None:
     """Enqueue a task by name."""
     registry.load(current_app.config["JOBS_IMPORTS"])

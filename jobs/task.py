@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import uuid
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -31,6 +32,9 @@ DEFAULT_TIME_LIMIT = 30 * 60
 DEFAULT_SOFT_TIME_LIMIT = 25 * 60
 DEFAULT_RESULT_TTL = 24 * 3600
 DEFAULT_FAILURE_TTL = 90 * 24 * 3600
+# The furthest a job may be put off (countdown or eta): ten years, leap days included. Beyond, a date
+# overflows somewhere (timedelta, datetime.max in another zone) long before it could ever run.
+MAX_DELAY = timedelta(days=3653)
 
 
 @dataclass
@@ -72,16 +76,24 @@ def check_json(args: tuple, kwargs: dict, task_name: str) -> None:
 
 
 def resolve_eta(countdown: float | None, eta: datetime | None, now: datetime) -> datetime | None:
-    """When to run: None for now. A negative countdown is an error; an eta in the past means now."""
+    """When to run: None for now. A negative, non-finite or over-10-years countdown and an eta over
+    10 years ahead are errors; an eta in the past means now."""
     if countdown is not None and eta is not None:
         raise ValueError("give countdown or eta, not both")
     if countdown is not None:
+        if not math.isfinite(countdown):
+            raise ValueError(f"countdown must be a number of seconds, got {countdown}")
         if countdown < 0:
             raise ValueError(f"countdown must be 0 or more seconds, got {countdown}")
+        if countdown > MAX_DELAY.total_seconds():
+            raise ValueError(f"countdown must be at most 10 years ({MAX_DELAY.total_seconds():.0f} seconds), "
+                             f"got {countdown:g}")
         return now + timedelta(seconds=countdown) if countdown > 0 else None
     if eta is not None:
         if eta.tzinfo is None:
             raise ValueError("eta must be an aware datetime (with a time zone)")
+        if eta - now > MAX_DELAY:  # aware subtraction never overflows, unlike converting eta to UTC
+            raise ValueError(f"eta must be at most 10 years ahead, got {eta.isoformat()}")
         return eta if eta > now else None
     return None
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
-from flask_login import current_user, login_user, logout_user
 
+from itsm.auth import sessions
 from itsm.auth.forms import ForgotPasswordForm, NewPasswordForm
 from itsm.extensions import db
 from itsm.users import links
@@ -41,11 +41,9 @@ def _choose_password(token: str, purpose: str):
         except UserError as err:
             form.password.errors.append(str(err))
         else:
-            user.set_password(form.password.data)  # every earlier link stops working
+            user.set_password(form.password.data)  # every earlier link and every login session end
             db.session.commit()
-            if current_user.is_authenticated:
-                logout_user()
-            login_user(user)
+            sessions.log_in(user)
             flash("Welcome! Your password is set." if purpose == "invite" else "Your password has been changed.",
                   "success")
             return redirect(url_for("board.board"))

@@ -5,9 +5,9 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
-from itsm.auth import throttle
+from itsm.auth import sessions, throttle
 from itsm.auth.forms import LoginForm
 from itsm.users.service import authenticate
 
@@ -49,15 +49,24 @@ def login():
             form.password.errors.append("Email or password is incorrect.")
         else:
             throttle.clear(form.email.data)
-            login_user(user, remember=form.remember.data)
+            sessions.log_in(user, remember=form.remember.data)
             return redirect(safe_next(form.next.data) or url_for("board.board"))
     status = 400 if form.errors else 200
     return render_template("auth/login.html", form=form), status
 
 
-@bp.route("/logout", methods=["GET", "POST"])
+@bp.get("/logout")
+def confirm_logout():
+    """A page with the Log out button: a GET (a link, an image on another site) changes nothing."""
+    if not current_user.is_authenticated:
+        return redirect(url_for("auth.login"))
+    return render_template("auth/logout.html")
+
+
+@bp.post("/logout")
 def logout():
+    # CSRF-checked like every POST: another site cannot log anyone out.
     if current_user.is_authenticated:
-        logout_user()
+        sessions.log_out()
         flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))

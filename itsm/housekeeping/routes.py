@@ -18,7 +18,8 @@ bp = admin_blueprint("settings", __name__, "/admin/settings")
 class SettingsForm(FlaskForm):
     archive_after_hours = DecimalField(
         "Archive done tickets after (hours)", places=None,
-        validators=[Optional(), NumberRange(min=0.01, max=87600, message="Enter a number of hours above 0.")])
+        validators=[Optional(), NumberRange(min=settings.MIN_ARCHIVE_HOURS, max=settings.MAX_ARCHIVE_HOURS,
+                                            message="Enter a number of hours above 0, at most 87600 (10 years).")])
     use_default = BooleanField("Use the default from TICKET_ARCHIVE_AFTER_HOURS")
 
 

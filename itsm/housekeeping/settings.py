@@ -8,6 +8,7 @@ from itsm.dbtypes import UTCDateTime, utcnow
 from itsm.extensions import db
 
 ARCHIVE_AFTER_HOURS = "TICKET_ARCHIVE_AFTER_HOURS"
+MIN_ARCHIVE_HOURS, MAX_ARCHIVE_HOURS = 0.01, 87_600  # 36 seconds to 10 years, on the page and the CLI alike
 
 
 class Setting(db.Model):

@@ -7,6 +7,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
+from itsm.cliparams import FiniteFloatRange
 from itsm.dbtypes import utcnow
 from itsm.housekeeping import settings
 from itsm.housekeeping.archive import archive_done, settle
@@ -52,15 +53,9 @@ def _end_progress() -> None:
         click.echo(err=True)
 
 
-def _positive_hours(_ctx, _param, value):
-    if value is not None and not value > 0:
-        raise click.BadParameter("must be a positive number of hours, such as 24 or 0.5")
-    return value
-
-
 @tickets_cli.command("archive-done")
 @click.option("--dry-run", is_flag=True, help="List what would be archived; change nothing.")
-@click.option("--hours", type=float, callback=_positive_hours,
+@click.option("--hours", type=FiniteFloatRange(settings.MIN_ARCHIVE_HOURS, settings.MAX_ARCHIVE_HOURS),
               help="Archive tickets done for more than this many hours (default: the archive setting).")
 def archive_done_command(dry_run: bool, hours: float | None) -> None:
     """Archive tickets that have been in a done column for more than N hours."""

@@ -41,6 +41,16 @@ class User(UserMixin, db.Model):
     # Changes with every new password: account links signed before it no longer work (single use).
     password_changed_at = db.Column(UTCDateTime, nullable=True)
 
+    # The login session this object was loaded through or logged in with (itsm.auth.sessions); not a column.
+    session_token = None  # str: set on the loaded object only
+
+    def get_id(self) -> str:
+        """What Flask-Login keeps in the cookies: the login session's token, never the user's id, so a
+        session ended on the server cannot be brought back by a cookie."""
+        if not self.session_token:
+            raise RuntimeError("log users in through itsm.auth.sessions.log_in")
+        return self.session_token
+
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
         self.password_changed_at = utcnow()

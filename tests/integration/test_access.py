@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-PUBLIC = {"auth.login", "auth.logout", "health.healthz", "health.readyz", "static", "unsubscribe.unsubscribe",
-          "account.forgot_password", "account.reset_password", "account.accept_invitation"}
+PUBLIC = {"auth.login", "auth.logout", "auth.confirm_logout", "health.healthz", "health.readyz", "static",
+          "unsubscribe.unsubscribe", "account.forgot_password", "account.reset_password", "account.accept_invitation"}
 ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "backups.", "outbox.",
                   "rq_dashboard.")
 
@@ -24,16 +24,26 @@ def classify(endpoint: str) -> str:
     return "desk"
 
 
-def concrete_urls(app, ticket_id: int, user_id: int, column_id: int):
-    """(endpoint, method, url) for every rule, with sample values for its arguments."""
+INTEGER_ARGUMENT = re.compile(r"<int(?:\([^)]*\))?:(\w+)>")
+
+
+def concrete_urls(app, ticket_id: int, user_id: int, column_id: int, integers: str | None = None):
+    """(endpoint, method, url) for every rule, with sample values for its arguments; with ``integers``,
+    only the rules that take an integer, every integer argument set to that value."""
     samples = {"ticket_id": ticket_id, "user_id": user_id, "column_id": column_id, "holiday_id": 1, "message_id": 1,
                "token": "x", "instance_number": 1, "job_id": "nosuchjob", "queue_name": "default",
                "registry_name": "failed", "per_page": 8, "order": "asc", "page": 1, "path": "x.css",
                "filename": "style.css", "id": 1, "name": "x"}
     for rule in app.url_map.iter_rules():
         url = rule.rule
+        values = samples
+        if integers is not None:
+            integer_args = INTEGER_ARGUMENT.findall(url)
+            if not integer_args:
+                continue
+            values = {**samples, **dict.fromkeys(integer_args, integers)}
         for arg in rule.arguments:
-            url = re.sub(rf"<(?:[^:<>]+:)?{arg}>", str(samples.get(arg, 1)), url)
+            url = re.sub(rf"<(?:[^:<>]+:)?{arg}>", str(values.get(arg, 1)), url)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             yield rule.endpoint, method, url
 

@@ -25,7 +25,12 @@ def error_line(result) -> str:
     [
         (["jobs", "enqueue", "no.such.task"], "unknown task 'no.such.task'"),
         (["jobs", "enqueue", "t.add", "--args", "[1, 2]", "--queue", "urgent"], "unknown queue(s) 'urgent'"),
-        (["jobs", "enqueue", "t.add", "--args", "[1, 2]", "--countdown", "-5"], "countdown must be 0 or more"),
+        (["jobs", "enqueue", "t.add", "--args", "[1, 2]", "--countdown", "-5"], "-5.0 is not in the range 0<=x<="),
+        (["jobs", "enqueue", "diagnostics.ping", "--countdown", "1e300"], "1e+300 is not in the range 0<=x<="),
+        (["jobs", "enqueue", "diagnostics.ping", "--countdown", "nan"], "'nan' is not a number in the range"),
+        (["jobs", "enqueue", "diagnostics.ping", "--eta", "9999-12-31T23:59:59-14:00"], "at most 10 years"),
+        (["jobs", "enqueue", "diagnostics.ping", "--eta", "2999-01-01T00:00:00+00:00"], "at most 10 years"),
+        (["worker", "--burst", "--max-jobs", "99999999999999999999"], "is not in the range 1<=x<="),
         (["jobs", "enqueue", "t.add", "--args", "{not json"], "Expecting property name"),
         (["jobs", "enqueue", "t.add", "--args", '{"a": 1}'], "--args must be a JSON list"),
         (["jobs", "enqueue", "t.add", "--eta", "tomorrow"], "Invalid isoformat"),

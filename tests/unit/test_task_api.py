@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from jobs.exceptions import Retry, TaskArgumentError
-from jobs.task import Task, check_json, resolve_eta
+from jobs.task import MAX_DELAY, Task, check_json, resolve_eta
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -18,12 +18,17 @@ def test_countdown_and_eta():
     assert resolve_eta(90, None, NOW) == NOW + timedelta(seconds=90)
     assert resolve_eta(None, NOW + timedelta(hours=1), NOW) == NOW + timedelta(hours=1)
     assert resolve_eta(None, NOW - timedelta(hours=1), NOW) is None  # in the past: run now
+    assert resolve_eta(None, datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))), NOW) is None
+    assert resolve_eta(MAX_DELAY.total_seconds(), None, NOW) == NOW + MAX_DELAY  # the bound itself is allowed
 
 
 @pytest.mark.parametrize(
     ("countdown", "eta", "message"),
     [(-1, None, "countdown must be 0 or more"), (None, datetime(2026, 1, 1), "aware"),
-     (5, NOW, "not both")],
+     (5, NOW, "not both"), (float("nan"), None, "countdown must be a number of seconds"),
+     (float("inf"), None, "countdown must be a number of seconds"), (1e300, None, "at most 10 years"),
+     (10**20, None, "at most 10 years"), (None, NOW + timedelta(days=3654), "at most 10 years"),
+     (None, datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-14))), "at most 10 years")],
 )
 def test_bad_schedule_arguments(countdown, eta, message):
     with pytest.raises(ValueError, match=message):
