@@ -6,18 +6,10 @@ import click
 from flask.cli import AppGroup
 
 from itsm.backups import service
-from itsm.backups.store import BackupError, list_backups, resolve
+from itsm.backups.store import BackupError, human_size, list_backups, resolve, size_mismatch_note
 from itsm.dbtypes import utcnow
 
 backup_cli = AppGroup("backup", help="Database backups.")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _fail(err: BackupError) -> click.ClickException:
@@ -33,7 +25,7 @@ def create_command() -> None:
     except BackupError as err:
         raise _fail(err) from None
     rows = sum(backup.manifest["tables"].values())
-    click.echo(f"Created {backup.path} ({_size(backup.size)}, {rows} rows in {len(backup.manifest['tables'])} "
+    click.echo(f"Created {backup.path} ({human_size(backup.size)}, {rows} rows in {len(backup.manifest['tables'])} "
                "tables). Verify it with `flask backup verify`.")
 
 
@@ -47,7 +39,8 @@ def list_command() -> None:
     keep = service.tiers_of_current(backups)
     for b in backups:
         state = {True: "verified", False: "FAILED verify", None: "not verified"}[b.verified]
-        click.echo(f"{b.name}  {_size(b.size):>10}  {keep.get(b.name, 'expired'):<15}  {state}")
+        flag = f"  {size_mismatch_note(b)}" if b.size_mismatch else ""
+        click.echo(f"{b.name}  {human_size(b.size):>10}  {keep.get(b.name, 'expired'):<15}  {state}{flag}")
 
 
 @backup_cli.command("prune")
@@ -77,15 +70,17 @@ def verify_command(file: str) -> None:
 @backup_cli.command("restore")
 @click.argument("file")
 @click.option("--yes", is_flag=True, help="Confirm: the configured database is replaced by the backup.")
-def restore_command(file: str, yes: bool) -> None:
+@click.option("--force", is_flag=True, help="Restore even a backup whose last verification failed.")
+def restore_command(file: str, yes: bool, force: bool) -> None:
     """Replace the configured database with FILE (a safety backup is taken first)."""
     try:
         path = resolve(file)
         if not yes:
             raise BackupError(f"restoring {path.name} replaces everything in the configured database; "
                               "add --yes to go ahead")
+        service.check_restorable(path, force)
         click.echo(f"Taking a safety backup, then restoring {path.name} ...", err=True)
-        safety = service.restore_backup(path)
+        safety = service.restore_backup(path, force)
     except BackupError as err:
         raise _fail(err) from None
     click.echo(f"Restored {path.name}. What was there before is in {safety.name}.")

@@ -194,9 +194,9 @@ def _head_revision() -> str | None:
     return script.get_current_head()
 
 
-def restore_backup(path: Path) -> Backup:
-    """Replace the configured database with the backup, after a safety backup of what is there now.
-    Refuses a backup of another database kind or from a newer migration than this code knows."""
+def check_restorable(path: Path, force: bool = False) -> dict:
+    """The backup's manifest, once it is known to be restorable here: intact, of this database kind, not from
+    a newer migration than this code knows, and not failed at its last verification (unless ``force``)."""
     manifest = _check_file(path)
     kind = _kind()
     if manifest.get("database") != kind:
@@ -206,6 +206,19 @@ def restore_backup(path: Path) -> Backup:
     if revision and not _known_revision(script, revision):
         raise BackupError(f"{path.name} comes from a newer version of itsm (migration {revision} is unknown "
                           "here): upgrade itsm first")
+    if manifest.get("verified") is False and not force:
+        reason = manifest.get("verify_message") or "no reason recorded"
+        raise BackupError(f"{path.name} failed its verification ({reason}); verify it again or restore it anyway "
+                          "with --force")
+    return manifest
+
+
+def restore_backup(path: Path, force: bool = False) -> Backup:
+    """Replace the configured database with the backup, after a safety backup of what is there now.
+    Refuses what ``check_restorable`` refuses."""
+    manifest = check_restorable(path, force)
+    kind = _kind()
+    revision = manifest.get("migration")
     safety = create_backup()
     db.session.remove()
     db.engine.dispose()
