@@ -47,7 +47,9 @@ def list_command() -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
 def prune_command(dry_run: bool) -> None:
     """Delete the backups no retention tier keeps (never the newest verified one)."""
-    kept, doomed = service.prune(utcnow(), dry_run=dry_run)
+    kept, doomed, stale = service.prune(utcnow(), dry_run=dry_run)
+    for path in stale:
+        click.echo(f"{'would remove' if dry_run else 'removed'}  {path.name}  (left by a backup that did not finish)")
     for backup in doomed:
         click.echo(f"{'would delete' if dry_run else 'deleted'}  {backup.name}")
     click.echo(f"{'Dry run: ' if dry_run else ''}{len(doomed)} backup(s) {'would be ' if dry_run else ''}deleted, "

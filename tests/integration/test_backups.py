@@ -156,9 +156,9 @@ def test_retention_over_two_years_keeps_exactly_the_tiers(app, runner, tmp_path)
     directory = tmp_path / "backups"
     two_years_of_backups(directory, now, verified_day="2025-06-15")
     with app.app_context():
-        kept, doomed = service.prune(now, dry_run=True)
+        kept, doomed, _ = service.prune(now, dry_run=True)
         assert len(kept) + len(doomed) == 730 and len(list(directory.glob("*.gz"))) == 730  # dry run
-        kept, doomed = service.prune(now)
+        kept, doomed, _ = service.prune(now)
     days = sorted(b.created_at.date().isoformat() for b in kept)
     daily = [(now - timedelta(days=d)).date().isoformat() for d in range(30)]
     weekly = ["2026-09-06", "2026-09-13", "2026-09-20", "2026-09-27", "2026-10-04", "2026-10-11", "2026-10-18"]
