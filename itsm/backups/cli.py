@@ -8,6 +8,9 @@ from flask.cli import AppGroup
 from itsm.backups import service
 from itsm.backups.store import BackupError, human_size, list_backups, resolve, size_mismatch_note
 from itsm.dbtypes import utcnow
+from itsm.maintenance import MaintenanceError
+from itsm.maintenance.cli import operator
+from itsm.maintenance.window import ON_TIMEOUT, Window
 
 backup_cli = AppGroup("backup", help="Database backups.")
 
@@ -73,16 +76,25 @@ def verify_command(file: str) -> None:
 @click.argument("file")
 @click.option("--yes", is_flag=True, help="Confirm: the configured database is replaced by the backup.")
 @click.option("--force", is_flag=True, help="Restore even a backup whose last verification failed.")
-def restore_command(file: str, yes: bool, force: bool) -> None:
-    """Replace the configured database with FILE (a safety backup is taken first)."""
+@click.option("--wait", type=click.IntRange(0, 3600), default=60, show_default=True,
+              help="Seconds to wait, in maintenance mode, for running requests and jobs to finish.")
+@click.option("--on-timeout", type=click.Choice(ON_TIMEOUT), default="abandon", show_default=True,
+              help="If they do not: abandon the restore and lift maintenance mode, abandon it and keep "
+                   "maintenance mode on, or proceed anyway (their writes may be lost).")
+def restore_command(file: str, yes: bool, force: bool, wait: int, on_timeout: str) -> None:
+    """Replace the configured database with FILE, in maintenance mode, after a safety backup."""
+    window = None
     try:
         path = resolve(file)
         if not yes:
             raise BackupError(f"restoring {path.name} replaces everything in the configured database; "
                               "add --yes to go ahead")
         service.check_restorable(path, force)
-        click.echo(f"Taking a safety backup, then restoring {path.name} ...", err=True)
-        safety = service.restore_backup(path, force)
-    except BackupError as err:
-        raise _fail(err) from None
-    click.echo(f"Restored {path.name}. What was there before is in {safety.name}.")
+        window = Window(operator(f"flask backup restore {path.name}"), f"A backup ({path.name}) is being restored.",
+                        wait, on_timeout, echo=lambda line: click.echo(line, err=True))
+        with window:
+            click.echo(f"Taking a safety backup, then restoring {path.name} ...", err=True)
+            safety = service.restore_backup(path, force)
+    except (BackupError, MaintenanceError) as err:
+        raise click.ClickException(f"{err}{window.outcome() if window else ''}") from None
+    click.echo(f"Restored {path.name}. What was there before is in {safety.name}{window.outcome()}.")

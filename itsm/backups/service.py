@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from flask import current_app
 from flask_migrate import upgrade
 
-from itsm import __version__
+from itsm import __version__, maintenance
 from itsm.backups import dbtools, partials
 from itsm.backups.retention import Tiers, tiers_of
 from itsm.backups.store import (
@@ -236,6 +236,7 @@ def restore_backup(path: Path, force: bool = False) -> Backup:
     db.engine.dispose()
     if revision != _head_revision():
         upgrade()  # an older backup is brought up to this code's schema
+    maintenance.rewrite_durable_copy()  # the backup's copy of the flag replaced ours
     return safety
 
 
