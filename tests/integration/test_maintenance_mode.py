@@ -83,7 +83,8 @@ def test_the_web_answers_503_except_health_and_static(app, client, auth, redis):
     assert posted.status_code == 503
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
-    assert ready.json["maintenance"] is True and ready.json["checks"]["maintenance"]["on"] is True
+    assert ready.json["checks"]["maintenance"]["on"] is True and ready.json["checks"]["maintenance"]["ok"]
+    assert ready.json["checks"]["schedules"]["skipped"] == "maintenance mode is on"
     static = client.get("/static/style.css")
     assert static.status_code == 200
     static.close()
@@ -91,7 +92,7 @@ def test_the_web_answers_503_except_health_and_static(app, client, auth, redis):
         maintenance.switch_off("a test")
         assert db.session.scalar(sa.text("SELECT count(*) FROM tickets WHERE title = 'during maintenance'")) == 0
     assert client.get("/board").status_code == 200
-    assert client.get("/readyz").json["maintenance"] is False
+    assert client.get("/readyz").json["checks"]["maintenance"]["on"] is False
 
 
 def test_the_database_wins_when_redis_lost_the_flag(app, client, redis):
