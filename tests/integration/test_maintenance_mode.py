@@ -168,14 +168,29 @@ def test_in_flight_entries_live_while_their_process_does_and_expire_when_it_is_k
 def test_a_job_queued_during_maintenance_runs_after_it_is_lifted_not_before(app, procs, redis):
     """The worker is blocked waiting on its queues when maintenance begins: it pops the job, sees the flag
     and gives the job back; it keeps its heartbeat meanwhile and runs the job once maintenance is lifted."""
-    procs.worker()
-    wait_for(lambda: Worker.all(connection=redis), timeout=60, message="the worker")
+    paused_job_waits_for_the_end_of_maintenance(app, procs, redis)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_on_a_single_queue_gives_the_job_back_too(app, procs, redis):
+    """RQ moves a job popped from a single queue into its intermediate list: it must leave that list too."""
+    paused_job_waits_for_the_end_of_maintenance(app, procs, redis, "--queues", "default")
+
+
+def paused_job_waits_for_the_end_of_maintenance(app, procs, redis, *worker_args: str) -> None:
+    # A 5 s heartbeat makes RQ block 15 s on the queues, so the job arrives while the worker is blocked.
+    procs.worker(*worker_args, JOBS_HEARTBEAT_SECONDS="5")
+    # Idle: past the maintenance check, waiting on its queues.
+    wait_for(lambda: [w for w in Worker.all(connection=redis) if w.get_state() == "idle"], timeout=60,
+             message="the worker waiting on its queues")
     with app.app_context():
         maintenance.switch_on("a test")
         handle = jobtasks.slow.delay("paused", 0)
     time.sleep(3)  # the worker had every chance to run it
     assert redis.get("paused:started") is None
     assert handle.id in Queue("default", connection=redis).job_ids  # waiting in Redis, nothing lost
+    assert redis.llen("rq:queue:default:intermediate") == 0  # and only there
+    assert f"job {handle.id} went back to the head of queue default" in procs.logs()
     [worker] = Worker.all(connection=redis)
     assert worker.get_state() == "suspended" and (maintenance.utcnow() - worker.last_heartbeat).total_seconds() < 5
     with app.app_context():
