@@ -31,6 +31,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     trust_proxies(app)
 
     register_logger(app)
+    register_maintenance(app)
     register_extensions(app)
     register_blueprints(app)
     register_errorhandlers(app)
@@ -63,6 +64,12 @@ def register_logger(app: Flask) -> None:
         root = logging.getLogger()
         root.addHandler(logctx.handler())
         root.setLevel(logging.WARNING)
+
+
+def register_maintenance(app: Flask) -> None:
+    from itsm.maintenance import web
+
+    web.register(app)
 
 
 def register_extensions(app: Flask) -> None:

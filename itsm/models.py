@@ -5,6 +5,7 @@ from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
 from itsm.housekeeping.settings import Setting
 from itsm.mail.models import EmailMessage, EmailOptOut
+from itsm.maintenance import MaintenanceState
 from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
 from itsm.schedules.models import (
     ClockedSchedule,
@@ -21,5 +22,5 @@ from itsm.users.models import User
 __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
     "SolarSchedule", "BoardColumn", "EmailMessage", "EmailOptOut", "Setting", "Holiday", "JobRun", "RecurringTicketRun",
-    "TicketRecurrence", "Comment", "Ticket", "TicketEvent", "User", "UserSession",
+    "TicketRecurrence", "Comment", "Ticket", "TicketEvent", "User", "UserSession", "MaintenanceState",
 ]

@@ -48,5 +48,6 @@ def prune_backups() -> dict:
     """Delete backups no retention tier keeps (never the newest verified one)."""
     from itsm.backups.service import prune
 
-    kept, deleted = prune()
-    return {"kept": len(kept), "deleted": [b.name for b in deleted][:50], "deleted_count": len(deleted)}
+    kept, deleted, stale = prune()
+    return {"kept": len(kept), "deleted": [b.name for b in deleted][:50], "deleted_count": len(deleted),
+            "stale_removed": [p.name for p in stale][:50]}

@@ -31,7 +31,7 @@ from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.schedules import evaluation, service
 from itsm.schedules.models import PeriodicTask, ScheduleState
-from jobs import firing, registry, ticks
+from jobs import firing, gate, registry, ticks
 from jobs.exceptions import JobsError
 from jobs.runtime import run
 
@@ -71,6 +71,7 @@ class PeriodicScheduler:
         self.invalid = evaluation.InvalidMarks(log)
         self.last_beat = 0.0
         self.watching_since: datetime | None = None  # the previous pass, while passes follow each other
+        self.pause = gate.Pause(app)  # maintenance mode
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
@@ -82,7 +83,7 @@ class PeriodicScheduler:
             started = time.monotonic()
             try:
                 self.beat()
-                if self.rq.acquire_lock():
+                if not self.pause.active() and self.rq.acquire_lock():
                     try:
                         self.enqueue_due(since=time.time() - FRESH_SECONDS)  # what just came due: no waiting
                         with self.app.app_context():
@@ -114,6 +115,8 @@ class PeriodicScheduler:
     def _until_next(self, started: float) -> float:
         """Sleep until the earliest entry is due, but never longer than one poll."""
         wait = self.poll - (time.monotonic() - started)
+        if self.pause.paused:  # due entries wait: do not spin on them
+            return max(0.002, wait)
         try:
             first = self.connection.zrange(self.rq.scheduled_jobs_key, 0, 0, withscores=True)
         except RedisError:  # Redis is away: the next pass says so and retries (this must not end the loop)

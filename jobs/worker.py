@@ -20,7 +20,7 @@ import time
 from flask import Flask
 from rq.worker import SimpleWorker
 
-from jobs import audit, dbconn, registry, runtime, softlimit
+from jobs import audit, dbconn, gate, registry, runtime, softlimit
 from jobs.connection import worker_redis
 from jobs.logctx import job_context, rq_level
 
@@ -124,6 +124,10 @@ class ItsmWorker(SimpleWorker):
         self.watchdog.start()
         return self.watchdog
 
+    def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+        # Maintenance mode: no job is taken while it is on (jobs.gate).
+        return gate.dequeue(self, super().dequeue_job_and_maintain_ttl, timeout, max_idle_time)
+
     def execute_job(self, job, queue):
         watchdog = self.watchdog or self.start_watchdog()
         watchdog.begin(job)
@@ -134,6 +138,7 @@ class ItsmWorker(SimpleWorker):
         finally:
             self.jobs_done += 1
             watchdog.end()
+            gate.finished(self, job)
 
     def write_running(self, row: dict) -> None:
         try:

@@ -6,18 +6,13 @@ import click
 from flask.cli import AppGroup
 
 from itsm.backups import service
-from itsm.backups.store import BackupError, list_backups, resolve
+from itsm.backups.store import BackupError, human_size, list_backups, resolve, size_mismatch_note
 from itsm.dbtypes import utcnow
+from itsm.maintenance import MaintenanceError
+from itsm.maintenance.cli import operator
+from itsm.maintenance.window import ON_TIMEOUT, Window
 
 backup_cli = AppGroup("backup", help="Database backups.")
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _fail(err: BackupError) -> click.ClickException:
@@ -33,7 +28,7 @@ def create_command() -> None:
     except BackupError as err:
         raise _fail(err) from None
     rows = sum(backup.manifest["tables"].values())
-    click.echo(f"Created {backup.path} ({_size(backup.size)}, {rows} rows in {len(backup.manifest['tables'])} "
+    click.echo(f"Created {backup.path} ({human_size(backup.size)}, {rows} rows in {len(backup.manifest['tables'])} "
                "tables). Verify it with `flask backup verify`.")
 
 
@@ -47,14 +42,17 @@ def list_command() -> None:
     keep = service.tiers_of_current(backups)
     for b in backups:
         state = {True: "verified", False: "FAILED verify", None: "not verified"}[b.verified]
-        click.echo(f"{b.name}  {_size(b.size):>10}  {keep.get(b.name, 'expired'):<15}  {state}")
+        flag = f"  {size_mismatch_note(b)}" if b.size_mismatch else ""
+        click.echo(f"{b.name}  {human_size(b.size):>10}  {keep.get(b.name, 'expired'):<15}  {state}{flag}")
 
 
 @backup_cli.command("prune")
 @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
 def prune_command(dry_run: bool) -> None:
     """Delete the backups no retention tier keeps (never the newest verified one)."""
-    kept, doomed = service.prune(utcnow(), dry_run=dry_run)
+    kept, doomed, stale = service.prune(utcnow(), dry_run=dry_run)
+    for path in stale:
+        click.echo(f"{'would remove' if dry_run else 'removed'}  {path.name}  (left by a backup that did not finish)")
     for backup in doomed:
         click.echo(f"{'would delete' if dry_run else 'deleted'}  {backup.name}")
     click.echo(f"{'Dry run: ' if dry_run else ''}{len(doomed)} backup(s) {'would be ' if dry_run else ''}deleted, "
@@ -77,15 +75,26 @@ def verify_command(file: str) -> None:
 @backup_cli.command("restore")
 @click.argument("file")
 @click.option("--yes", is_flag=True, help="Confirm: the configured database is replaced by the backup.")
-def restore_command(file: str, yes: bool) -> None:
-    """Replace the configured database with FILE (a safety backup is taken first)."""
+@click.option("--force", is_flag=True, help="Restore even a backup whose last verification failed.")
+@click.option("--wait", type=click.IntRange(0, 3600), default=60, show_default=True,
+              help="Seconds to wait, in maintenance mode, for running requests and jobs to finish.")
+@click.option("--on-timeout", type=click.Choice(ON_TIMEOUT), default="abandon", show_default=True,
+              help="If they do not: abandon the restore and lift maintenance mode, abandon it and keep "
+                   "maintenance mode on, or proceed anyway (their writes may be lost).")
+def restore_command(file: str, yes: bool, force: bool, wait: int, on_timeout: str) -> None:
+    """Replace the configured database with FILE, in maintenance mode, after a safety backup."""
+    window = None
     try:
         path = resolve(file)
         if not yes:
             raise BackupError(f"restoring {path.name} replaces everything in the configured database; "
                               "add --yes to go ahead")
-        click.echo(f"Taking a safety backup, then restoring {path.name} ...", err=True)
-        safety = service.restore_backup(path)
-    except BackupError as err:
-        raise _fail(err) from None
-    click.echo(f"Restored {path.name}. What was there before is in {safety.name}.")
+        service.check_restorable(path, force)
+        window = Window(operator(f"flask backup restore {path.name}"), f"A backup ({path.name}) is being restored.",
+                        wait, on_timeout, echo=lambda line: click.echo(line, err=True))
+        with window:
+            click.echo(f"Taking a safety backup, then restoring {path.name} ...", err=True)
+            safety = service.restore_backup(path, force)
+    except (BackupError, MaintenanceError) as err:
+        raise click.ClickException(f"{err}{window.outcome() if window else ''}") from None
+    click.echo(f"Restored {path.name}. What was there before is in {safety.name}{window.outcome()}.")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gzip
+import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
-import tempfile
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,6 +88,33 @@ def pg_counts(conn: psycopg.Connection) -> dict[str, int]:
     return {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in names}  # noqa: S608
 
 
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def _dies_with_parent():
+    """A ``preexec_fn`` arming PR_SET_PDEATHSIG: the tool gets SIGKILL when the thread that started it dies.
+    That thread is always waiting in ``run`` below for as long as the tool runs, so the tool ends exactly
+    when the job's process does, however it ends (a SIGKILLed worker, a hard time limit), and is never left
+    running next to the job's retry."""
+    if _prctl is None:
+        return None
+    parent, sig = os.getpid(), int(signal.SIGKILL)
+
+    def arm() -> None:
+        _prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+    return arm
+
+
+def run(args: list[str]) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL client tool to the end, bound to this process's life."""
+    # No shell; the preexec_fn only calls prctl and getppid (async-signal-safe, fine after fork in a
+    # process with threads).
+    return subprocess.run(args, capture_output=True, text=True, check=False, preexec_fn=_dies_with_parent())
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -94,7 +124,7 @@ def _tool(name: str) -> str:
 
 
 def _major(tool: str) -> int:
-    out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False).stdout  # noqa: S603
+    out = run([tool, "--version"]).stdout
     match = re.search(r"(\d+)(?:\.\d+)?", out)
     if not match:
         raise BackupError(f"cannot tell the version of {tool} from {out.strip()!r}")
@@ -125,9 +155,8 @@ def pg_snapshot(url: str) -> Iterator[tuple[psycopg.Connection, str]]:
 
 def pg_dump(url: str, conn: psycopg.Connection, snapshot: str, target: Path) -> None:
     tool = check_client("pg_dump", conn)
-    result = subprocess.run(  # noqa: S603 -- fixed arguments, no shell
-        [tool, "--format=custom", "--compress=6", f"--snapshot={snapshot}", f"--file={target}", f"--dbname={url}"],
-        capture_output=True, text=True, check=False)
+    result = run([tool, "--format=custom", "--compress=6", f"--snapshot={snapshot}", f"--file={target}",
+                  f"--dbname={url}"])
     if result.returncode != 0:
         raise BackupError(f"pg_dump failed: {_last_line(result.stderr)}")
 
@@ -138,15 +167,14 @@ def pg_restore(url: str, path: Path, *, clean: bool) -> None:
     args = [tool, "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction", f"--dbname={url}"]
     if clean:
         args += ["--clean", "--if-exists"]
-    result = subprocess.run([*args, str(path)], capture_output=True, text=True, check=False)  # noqa: S603
+    result = run([*args, str(path)])
     if result.returncode != 0:
         raise BackupError(f"pg_restore failed: {_last_line(result.stderr)}")
 
 
 def pg_list(path: Path) -> None:
     """Fail unless ``path`` is a pg_dump custom-format archive pg_restore can read."""
-    result = subprocess.run([_tool("pg_restore"), "--list", str(path)], capture_output=True, text=True,  # noqa: S603
-                            check=False)
+    result = run([_tool("pg_restore"), "--list", str(path)])
     if result.returncode != 0:
         raise BackupError(f"{path.name} is not a readable pg_dump archive: {_last_line(result.stderr)}")
 
@@ -163,12 +191,6 @@ def scratch_pg_database(url: URL) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextlib.contextmanager
-def scratch_dir(near: Path) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="itsm-backup-", dir=near if near.is_dir() else None) as tmp:
-        yield Path(tmp)
 
 
 def _last_line(text: str) -> str:

@@ -7,13 +7,15 @@ from redis.exceptions import RedisError
 
 from itsm.admin.guard import admin_blueprint
 from itsm.backups import service
-from itsm.backups.store import NAME, backup_dir, list_backups
+from itsm.backups.store import NAME, backup_dir, human_size, list_backups, size_mismatch_note
 from itsm.tickets.forms import ActionForm
 from jobs import registry
 from jobs.connection import unavailable
 from jobs.exceptions import JobsError
 
 bp = admin_blueprint("backups", __name__, "/admin/backups")
+bp.add_app_template_filter(human_size, "filesize")
+bp.add_app_template_filter(size_mismatch_note, "size_mismatch_note")
 
 
 @bp.get("")

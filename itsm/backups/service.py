@@ -10,14 +10,15 @@ import shutil
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 from alembic.script import ScriptDirectory
 from flask import current_app
 from flask_migrate import upgrade
 
-from itsm import __version__
-from itsm.backups import dbtools
+from itsm import __version__, maintenance
+from itsm.backups import dbtools, partials
 from itsm.backups.retention import Tiers, tiers_of
 from itsm.backups.store import (
     FORMAT_VERSION,
@@ -70,25 +71,27 @@ def create_backup(now: datetime | None = None) -> Backup:
     kind = _kind()
     directory = backup_dir()
     _ensure_dir(directory)
+    partials.remove_stale(directory)  # what a killed backup left (never the file of one running now)
     final = directory / new_name(kind, now)
     while final.exists() or final.with_name(final.name + ".partial").exists():
         now += timedelta(seconds=1)  # names are to the second; two backups in one second get the next one
         final = directory / new_name(kind, now)
-    partial = final.with_name(final.name + ".partial")
+    partial = final.with_name(final.name + partials.PARTIAL_SUFFIX)
     url = db.engine.url
     try:
-        with db.engine.connect() as conn:
-            migration = _migration_of(conn)
-        if kind == "sqlite":
-            counts = _sqlite_dump(dbtools.sqlite_path(url), partial, directory)
-        else:
-            libpq = dbtools.libpq_url(url)
-            with dbtools.pg_snapshot(libpq) as (conn, snapshot):
-                counts = dbtools.pg_counts(conn)
-                dbtools.pg_dump(libpq, conn, snapshot, partial)
-        with partial.open("rb") as f:
-            os.fsync(f.fileno())
-        os.replace(partial, final)
+        # Locked while it is written: the stale-file cleanup of another backup or prune leaves it alone.
+        with partials.writing(partial) as fd:
+            with db.engine.connect() as conn:
+                migration = _migration_of(conn)
+            if kind == "sqlite":
+                counts = _sqlite_dump(dbtools.sqlite_path(url), partial, directory)
+            else:
+                libpq = dbtools.libpq_url(url)
+                with dbtools.pg_snapshot(libpq) as (conn, snapshot):
+                    counts = dbtools.pg_counts(conn)
+                    dbtools.pg_dump(libpq, conn, snapshot, partial)
+            os.fsync(fd)
+            os.replace(partial, final)
     except OSError as err:
         partial.unlink(missing_ok=True)
         raise _io_error(err, f"writing {final.name}") from None
@@ -109,7 +112,7 @@ def create_backup(now: datetime | None = None) -> Backup:
 
 
 def _sqlite_dump(source: Path, partial: Path, directory: Path) -> dict[str, int]:
-    with dbtools.scratch_dir(directory) as tmp:
+    with partials.scratch_dir(directory) as tmp:
         copy = tmp / "snapshot.db"
         counts = dbtools.sqlite_snapshot(source, copy)
         with copy.open("rb") as src, gzip.open(partial, "wb", compresslevel=6) as dst:
@@ -148,7 +151,7 @@ def verify_backup(path: Path) -> dict:
 
 def _restored_counts(path: Path, manifest: dict) -> dict[str, int]:
     if manifest.get("database") == "sqlite":
-        with dbtools.scratch_dir(path.parent) as tmp:
+        with partials.scratch_dir(path.parent) as tmp:
             target = tmp / "verify.db"
             dbtools.gunzip_to(path, target)
             try:
@@ -194,9 +197,9 @@ def _head_revision() -> str | None:
     return script.get_current_head()
 
 
-def restore_backup(path: Path) -> Backup:
-    """Replace the configured database with the backup, after a safety backup of what is there now.
-    Refuses a backup of another database kind or from a newer migration than this code knows."""
+def check_restorable(path: Path, force: bool = False) -> dict:
+    """The backup's manifest, once it is known to be restorable here: intact, of this database kind, not from
+    a newer migration than this code knows, and not failed at its last verification (unless ``force``)."""
     manifest = _check_file(path)
     kind = _kind()
     if manifest.get("database") != kind:
@@ -206,12 +209,25 @@ def restore_backup(path: Path) -> Backup:
     if revision and not _known_revision(script, revision):
         raise BackupError(f"{path.name} comes from a newer version of itsm (migration {revision} is unknown "
                           "here): upgrade itsm first")
+    if manifest.get("verified") is False and not force:
+        reason = manifest.get("verify_message") or "no reason recorded"
+        raise BackupError(f"{path.name} failed its verification ({reason}); verify it again or restore it anyway "
+                          "with --force")
+    return manifest
+
+
+def restore_backup(path: Path, force: bool = False) -> Backup:
+    """Replace the configured database with the backup, after a safety backup of what is there now.
+    Refuses what ``check_restorable`` refuses."""
+    manifest = check_restorable(path, force)
+    kind = _kind()
+    revision = manifest.get("migration")
     safety = create_backup()
     db.session.remove()
     db.engine.dispose()
     if kind == "sqlite":
         live = dbtools.sqlite_path(db.engine.url)
-        with dbtools.scratch_dir(path.parent) as tmp:
+        with partials.scratch_dir(path.parent) as tmp:
             copy = tmp / "restore.db"
             dbtools.gunzip_to(path, copy)
             dbtools.sqlite_restore(copy, live)
@@ -220,6 +236,7 @@ def restore_backup(path: Path) -> Backup:
     db.engine.dispose()
     if revision != _head_revision():
         upgrade()  # an older backup is brought up to this code's schema
+    maintenance.rewrite_durable_copy()  # the backup's copy of the flag replaced ours
     return safety
 
 
@@ -229,8 +246,16 @@ def tiers() -> Tiers:
                  monthly=config["BACKUP_KEEP_MONTHLY"])
 
 
-def prune(now: datetime | None = None, dry_run: bool = False) -> tuple[list[Backup], list[Backup]]:
-    """Apply the retention tiers: (kept, deleted). A backup and its manifest go together."""
+class Pruned(NamedTuple):
+    kept: list[Backup]
+    deleted: list[Backup]
+    stale: list[Path]  # partial files and scratch directories that killed backups left
+
+
+def prune(now: datetime | None = None, dry_run: bool = False) -> Pruned:
+    """Apply the retention tiers (a backup and its manifest go together) and remove what killed backups left
+    behind (never the partial file of a backup running right now)."""
+    stale = partials.remove_stale(backup_dir(), dry_run=dry_run)
     backups = list_backups()
     keep = tiers_of_current(backups, now)
     kept = [b for b in backups if b.name in keep]
@@ -239,7 +264,7 @@ def prune(now: datetime | None = None, dry_run: bool = False) -> tuple[list[Back
         for backup in doomed:
             backup.path.unlink(missing_ok=True)
             backup.manifest_path.unlink(missing_ok=True)
-    return kept, doomed
+    return Pruned(kept, doomed, stale)
 
 
 def tiers_of_current(backups: list[Backup], now: datetime | None = None) -> dict[str, str]:

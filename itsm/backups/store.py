@@ -39,7 +39,20 @@ class Backup:
 
     @property
     def size(self) -> int:
-        return self.manifest.get("size") or (self.path.stat().st_size if self.path.exists() else 0)
+        """The file's size on disk now (0 when it is gone), never the manifest's word for it."""
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    @property
+    def manifest_size(self) -> int | None:
+        return self.manifest.get("size")
+
+    @property
+    def size_mismatch(self) -> bool:
+        """The file is not the size its manifest recorded: truncated, emptied or replaced since."""
+        return self.manifest_size is not None and self.manifest_size != self.size
 
     @property
     def verified(self) -> bool | None:
@@ -49,6 +62,21 @@ class Backup:
     @property
     def manifest_path(self) -> Path:
         return manifest_path(self.path)
+
+
+def human_size(n: float) -> str:
+    """1536 -> "1.5 KiB"; whole bytes below 1 KiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def size_mismatch_note(backup: Backup) -> str:
+    """What the operator needs to know when the file is not the size its manifest recorded."""
+    return (f"SIZE MISMATCH: the file is {backup.size} bytes but its manifest says {backup.manifest_size} "
+            f"({human_size(backup.manifest_size or 0)}); it was truncated or changed and will not restore")
 
 
 def backup_dir() -> Path:

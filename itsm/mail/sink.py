@@ -70,7 +70,11 @@ def serve(host: str, port: int, directory: Path, ready=None, keep: int = KEEP) -
 
     directory.mkdir(parents=True, exist_ok=True)
     controller = Controller(_Store(directory, keep), hostname=host, port=port)
-    controller.start()
+    try:
+        controller.start()
+    except BaseException:
+        controller.loop.close()  # else it is closed at exit, after its sockets, with a traceback
+        raise
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -156,9 +156,9 @@ def test_retention_over_two_years_keeps_exactly_the_tiers(app, runner, tmp_path)
     directory = tmp_path / "backups"
     two_years_of_backups(directory, now, verified_day="2025-06-15")
     with app.app_context():
-        kept, doomed = service.prune(now, dry_run=True)
+        kept, doomed, _ = service.prune(now, dry_run=True)
         assert len(kept) + len(doomed) == 730 and len(list(directory.glob("*.gz"))) == 730  # dry run
-        kept, doomed = service.prune(now)
+        kept, doomed, _ = service.prune(now)
     days = sorted(b.created_at.date().isoformat() for b in kept)
     daily = [(now - timedelta(days=d)).date().isoformat() for d in range(30)]
     weekly = ["2026-09-06", "2026-09-13", "2026-09-20", "2026-09-27", "2026-10-04", "2026-10-11", "2026-10-18"]
@@ -227,3 +227,39 @@ def test_pg_dump_missing_or_older_than_the_server(app, procs, database_url, tmp_
     too_old = procs.run("backup", "create", PATH=f"{old}:/usr/bin:/bin", BACKUP_DIR=backups)
     assert too_old.returncode == 1 and "pg_dump is version 9 but the server is PostgreSQL" in too_old.stderr
     assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups").iterdir())
+
+
+def test_list_shows_the_files_real_size_and_flags_a_mismatch(app, runner, client, auth):
+    with app.app_context():
+        factories.make_ticket("sized")
+        backup = service.create_backup()
+    listed = runner.invoke(args=["backup", "list"])
+    assert listed.exit_code == 0 and "mismatch" not in listed.output.lower()
+    backup.path.write_bytes(b"")  # the file was emptied (a full disk, a bad copy): its manifest still says more
+    listed = runner.invoke(args=["backup", "list"])
+    assert listed.exit_code == 0, listed.output
+    line = next(x for x in listed.output.splitlines() if backup.name in x)
+    assert " 0 B " in line and "SIZE MISMATCH" in line and str(backup.manifest["size"]) in line
+    auth.login()
+    page = client.get("/admin/backups").get_data(as_text=True)
+    assert "0 B" in page and "size mismatch" in page.lower()
+
+
+def test_restore_refuses_a_backup_whose_verification_failed_unless_forced(app, runner):
+    with app.app_context():
+        factories.make_ticket("in the backup")
+        backup = service.create_backup()
+        manifest = json.loads(backup.manifest_path.read_text())
+        manifest.update(verified=False, verify_message="restores with different row counts")
+        backup.manifest_path.write_text(json.dumps(manifest))
+        factories.make_ticket("after the backup")
+    refused = runner.invoke(args=["backup", "restore", backup.name, "--yes"])
+    assert refused.exit_code == 1
+    assert "failed its verification" in refused.stderr and "--force" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not refused.stdout
+    with app.app_context():
+        assert "after the backup" in titles() and len(list_backups()) == 1  # nothing changed, no safety backup
+    forced = runner.invoke(args=["backup", "restore", backup.name, "--yes", "--force"])
+    assert forced.exit_code == 0, forced.output
+    with app.app_context():
+        assert titles() == ["in the backup"]

@@ -209,3 +209,27 @@ class WebServer:
             except OSError:
                 return False
         wait_for(answers, timeout=timeout, interval=0.2, message="gunicorn to answer /healthz")
+
+    def login(self, email: str = "admin@example.com") -> tuple[str, str]:
+        """Log in through the form like a browser: (the Cookie header of the session, its CSRF token)."""
+        import http.client
+        from http.cookies import SimpleCookie
+        from urllib.parse import urlencode
+
+        from tests.conftest import CSRF_RE
+        from tests.factories import PASSWORD
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn.request("GET", "/login")
+        response = conn.getresponse()
+        page = response.read().decode()
+        cookie = SimpleCookie(response.headers["Set-Cookie"])
+        token = CSRF_RE.search(page).group(1)
+        form = urlencode({"email": email, "password": PASSWORD, "csrf_token": token})
+        conn.request("POST", "/login", body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"session={cookie['session'].value}"})
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        assert response.status == 302, response.status
+        return f"session={SimpleCookie(response.headers['Set-Cookie'])['session'].value}", token
