@@ -120,12 +120,12 @@ def test_a_web_process_without_redis_reads_the_database(app, client):
 
 def test_an_admin_page_under_way_when_maintenance_began_shows_a_banner(app, ids, redis):
     from flask import g, render_template
-    from flask_login import login_user
 
+    from itsm.auth.sessions import log_in
     from itsm.users.models import User
 
     with app.test_request_context("/board"):
-        login_user(db.session.get(User, ids.admin))
+        log_in(db.session.get(User, ids.admin))
         g.itsm_inflight = "a request that began before"
         maintenance.switch_on("flask backup restore x")
         page = render_template("errors/error.html", code=404, title="t", message="m")
