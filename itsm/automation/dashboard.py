@@ -17,7 +17,7 @@ from sqlalchemy import case, func, select
 
 from itsm.automation.models import JobRun
 from itsm.extensions import db
-from itsm.mail.models import EmailMessage
+from itsm.mail.models import EmailMessage, deferred
 from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.models import PeriodicTask
 
@@ -118,15 +118,16 @@ def failures_since(since: datetime) -> int:
 
 @dataclass
 class Outbox:
-    waiting: dict[str, int]  # pending, sending, retrying, failed
+    waiting: dict[str, int]  # pending, deferred (tried, to be tried again), retrying, sending, failed
     sent_24h: int
     oldest_pending: datetime | None
 
 
 def outbox(now: datetime) -> Outbox:
-    statuses = ("pending", "retrying", "sending", "failed")
-    counts = dict(db.session.execute(select(EmailMessage.status, func.count())
-                                     .where(EmailMessage.status.in_(statuses)).group_by(EmailMessage.status)).all())
+    statuses = ("pending", "deferred", "retrying", "sending", "failed")
+    state = case((deferred(), "deferred"), else_=EmailMessage.status)
+    counts = dict(db.session.execute(select(state, func.count()).where(
+        EmailMessage.status.in_(("pending", "retrying", "sending", "failed"))).group_by(state)).all())
     waiting = {status: counts.get(status, 0) for status in statuses}
     sent = db.session.scalar(select(func.count()).select_from(EmailMessage).where(
         EmailMessage.status == "sent", EmailMessage.created_at >= now - timedelta(hours=24))) or 0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from wtforms import (
@@ -32,6 +32,7 @@ from itsm.recurrence import to_utc
 from itsm.recurrence_rules import ORDINALS, WEEKDAY_NAMES, Rule
 from itsm.recurring.series import Series, parse_weekdays, rule_of
 from itsm.tickets.models import BUSINESS_DAYS, CATCH_UP, OPEN_POLICIES
+from itsm.zones import known_zones
 
 INTERVAL_CHOICES = options([("daily", "day(s)"), ("weekly", "week(s)"), ("monthly", "month(s)"),
                             ("yearly", "year(s)")])
@@ -43,9 +44,8 @@ MAX_LEAD_HOURS = 8760
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 
 
-@cache
 def time_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return known_zones()
 
 
 @cache

@@ -52,6 +52,8 @@ def test_states_figures_and_failures(app, client, auth, synced, redis):
         db.session.execute(sa.update(PeriodicTask).where(PeriodicTask.name == "purge-job-runs").values(enabled=False))
         db.session.add(EmailMessage(kind="test", to_address="x@example.com", subject="s", body_text="b",
                                     status="failed", attempts=6))
+        db.session.add(EmailMessage(kind="test", to_address="y@example.com", subject="s", body_text="b",
+                                    status="pending", attempts=2))  # deferred: tried, to be tried again
         db.session.commit()
         rows = {r.task.name: r for r in dashboard.tasks(utcnow())}
         recurring = rows["process-recurring-tickets"]
@@ -69,6 +71,7 @@ def test_states_figures_and_failures(app, client, auth, synced, redis):
     assert "BoomError" in failures and "disk full" in failures
     outbox = page.split('id="outbox-status"')[1]
     assert 'href="/admin/outbox?status=failed">1</a>' in outbox and "No backup yet" in outbox
+    assert 'href="/admin/outbox?status=deferred">1</a>' in outbox and "<dt>pending</dt><dd>0</dd>" in outbox
     runtime = page.split('id="runtime"')[1].split("</section>")[0]
     assert "not running" in runtime and "No worker is registered" in runtime
 

@@ -77,6 +77,8 @@ def test_next_occurrence_moves_to_the_first_time_that_fits_the_rule(app, auth, f
     ({"next_occurrence": ""}, "next_occurrence", "needs the date and time of its next occurrence"),
     ({"next_occurrence": "tomorrow"}, "next_occurrence", "Not a valid datetime"),
     ({"recurrence_time_zone": "Mars/Olympus"}, "recurrence_time_zone", "Unknown time zone"),
+    ({"recurrence_time_zone": "localtime"}, "recurrence_time_zone", "Unknown time zone"),  # the host's, no place's
+    ({"recurrence_time_zone": "Factory"}, "recurrence_time_zone", "Unknown time zone"),
     ({"recurrence_ends": "on_date", "recurrence_end_date": "2027-01-01"}, "recurrence_end_date",
      "before the first occurrence"),
     ({"recurrence_ends": "after_count", "recurrence_count": "0"}, "recurrence_count", "between 1 and"),
