@@ -143,6 +143,8 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "JOBS_IMPORTS": tuple(m.strip() for m in env.get("JOBS_IMPORTS", "").split(",") if m.strip()),
         "JOBS_HEARTBEAT_SECONDS": _int(env, "JOBS_HEARTBEAT_SECONDS", 5),
         "JOBS_MAINTENANCE_SECONDS": _int(env, "JOBS_MAINTENANCE_SECONDS", 15),
+        # A queued job Redis no longer has, queued longer ago than this, was lost with Redis (jobs.recovery).
+        "JOBS_LOST_GRACE_SECONDS": _int(env, "JOBS_LOST_GRACE_SECONDS", 30),
         "JOBS_AUDIT_ASYNC_COMMIT": _bool(env.get("JOBS_AUDIT_ASYNC_COMMIT"), default=True),
         "JOB_RUN_RETENTION_DAYS": _int(env, "JOB_RUN_RETENTION_DAYS", 90),
         "TICKETS_PER_PAGE": 50,

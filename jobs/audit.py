@@ -58,6 +58,8 @@ def record_enqueued(rows: list[dict]) -> None:
         row.setdefault("enqueued_at", now)
         row.setdefault("status", "queued")
         row.setdefault("scheduled_for", None)
+        row.setdefault("payload", None)
+        row.setdefault("retries", None)
     rows = [{c: row.get(c) for c in QUEUED_COLUMNS} for row in rows]
     try:
         dbconn.write(lambda conn: conn.execute(_statement("queued"), rows))
@@ -73,8 +75,9 @@ _statements: dict[str, object] = {}
 
 ALL_COLUMNS = ("job_id", "attempt", "task_name", "queue", "args_summary", "status", "created_at", "started_at",
                "finished_at", "duration_seconds", "worker", "error_type", "error_message", "traceback", "result")
+# A queued row also keeps what re-enqueues it if Redis loses the job (jobs.recovery).
 QUEUED_COLUMNS = ("job_id", "attempt", "task_name", "queue", "args_summary", "status", "created_at", "enqueued_at",
-                  "scheduled_for")
+                  "scheduled_for", "payload", "retries")
 
 
 def _upsert(columns: tuple[str, ...], action: str):
@@ -164,9 +167,28 @@ def record_lost(*, job_id: str, attempt: int, task_name: str, queue: str, reason
     dbconn.write(do)
 
 
+def record_purged(job_ids: list[str]) -> None:
+    """Queued rows of jobs deleted on purpose (``flask worker --purge``) end here, with the reason."""
+    now = utcnow()
+    for start in range(0, len(job_ids), 500):
+        chunk = job_ids[start:start + 500]
+        dbconn.write(lambda conn, chunk=chunk: conn.execute(
+            update(TABLE).where(TABLE.c.job_id.in_(chunk), TABLE.c.status == "queued")
+            .values(status="lost", finished_at=now, error_type="Purged",
+                    error_message="Deleted from its queue by flask worker --purge.")))
+
+
+def payload(args, kwargs, periodic: dict | None = None) -> dict:
+    """The call a queued row keeps, to enqueue it again: arguments, and a periodic firing's tick."""
+    call = {"args": list(args), "kwargs": dict(kwargs)}
+    if periodic:
+        call["periodic"] = periodic
+    return call
+
+
 def queued_row(*, job_id: str, attempt: int, task_name: str, queue: str, args_summary: str,
-               scheduled_for: datetime | None) -> dict:
+               scheduled_for: datetime | None, call: dict | None = None, retries: int | None = None) -> dict:
     now = utcnow()
     return {"job_id": job_id, "attempt": attempt, "task_name": task_name, "queue": queue,
             "args_summary": args_summary, "status": "queued", "created_at": now, "enqueued_at": now,
-            "scheduled_for": scheduled_for}
+            "scheduled_for": scheduled_for, "payload": call, "retries": retries}

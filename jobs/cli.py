@@ -15,7 +15,7 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry
 
 from itsm.cliparams import FiniteFloatRange
-from jobs import liveness, logctx, registry
+from jobs import audit, liveness, logctx, registry
 from jobs.connection import ping, queue_names, redis_client, unavailable
 from jobs.exceptions import JobsError
 from jobs.runtime import ATTEMPT_FIELD, RETRY_BASE_FIELD
@@ -65,8 +65,12 @@ def worker_command(queues, concurrency, burst, max_jobs, loglevel, purge, with_s
         counts = {name: Queue(name, connection=redis_client()).count for name in names}
         click.confirm(f"Delete every waiting job in {', '.join(f'{n} ({c})' for n, c in counts.items())}?",
                       abort=True, err=True)
+        purged = []
         for name in names:
-            Queue(name, connection=redis_client()).empty()
+            queue = Queue(name, connection=redis_client())
+            purged += queue.get_job_ids()
+            queue.empty()
+        audit.record_purged(purged)  # or the lost-job pass would enqueue them again
         click.echo(f"Purged {sum(counts.values())} job(s).", err=True)
     extra = {}
     if with_scheduler:

@@ -30,10 +30,11 @@ def _job_options(task: Task, args: tuple, kwargs: dict, job_id: str, summary: st
     }
 
 
-def _queued(task: Task, job_id: str, queue: str, summary: str, enqueued: datetime,
+def _queued(task: Task, job_id: str, queue: str, summary: str, enqueued: datetime, args: tuple, kwargs: dict,
             when: datetime | None = None) -> dict:
     return {"job_id": job_id, "attempt": 1, "task_name": task.name, "queue": queue, "args_summary": summary,
-            "created_at": enqueued, "enqueued_at": enqueued, "scheduled_for": when}
+            "created_at": enqueued, "enqueued_at": enqueued, "scheduled_for": when,
+            "payload": audit.payload(args, kwargs), "retries": 0}
 
 
 def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime | None,
@@ -52,7 +53,7 @@ def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime
             rq_queue.schedule_job(job, when)
     except RedisError as err:
         raise unavailable(err) from None
-    audit.record_enqueued([_queued(task, job_id, queue, summary, enqueued, when)])
+    audit.record_enqueued([_queued(task, job_id, queue, summary, enqueued, args, kwargs, when)])
     return JobHandle(job_id, task.name, queue, when)
 
 
@@ -68,5 +69,6 @@ def enqueue_many(task: Task, calls: list[tuple[tuple, dict]], *, queue: str) -> 
             pipe.execute()
     except RedisError as err:
         raise unavailable(err) from None
-    audit.record_enqueued([_queued(task, job_id, queue, summary, enqueued) for job_id, summary, _, _ in jobs])
+    audit.record_enqueued([_queued(task, job_id, queue, summary, enqueued, args, kwargs)
+                           for job_id, summary, args, kwargs in jobs])
     return [job_id for job_id, _, _, _ in jobs]

@@ -38,3 +38,7 @@ class Retry(Exception):  # noqa: N818  (Celery's name)
         super().__init__(f"retry in {countdown:g}s" + (f": {exc!r}" if exc else ""))
         self.exc = exc
         self.countdown = countdown
+
+
+class JobLostError(JobsError):
+    """Redis lost a queued job of a task that may not run twice: it is marked lost, not enqueued again."""

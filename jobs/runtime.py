@@ -138,7 +138,8 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
     if periodic is not None:
         firing.finish(*periodic, job.id, STATUS[outcome.kind])
     retry_at = finished + timedelta(seconds=outcome.countdown)
-    _record(outcome, base, finished, retry_at)
+    call = audit.payload(args, kwargs, (job.meta or {}).get("periodic")) if outcome.kind == "retry" else None
+    _record(outcome, base, finished, retry_at, call=call, retries=retries + 1)
     if outcome.kind == "success":
         log.info("succeeded in %.3fs (attempt %d)", (finished - started).total_seconds(), attempt_number)
         return outcome.result
@@ -153,8 +154,10 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
     raise outcome.exc
 
 
-def _record(outcome: Outcome, base: dict, finished: datetime, retry_at: datetime) -> None:
-    """The attempt's audit row; a retry also gets the next attempt's queued row, in one transaction."""
+def _record(outcome: Outcome, base: dict, finished: datetime, retry_at: datetime, call: dict | None = None,
+            retries: int | None = None) -> None:
+    """The attempt's audit row; a retry also gets the next attempt's queued row, in one transaction (with
+    ``call`` and ``retries``, what enqueues it again if Redis loses it)."""
     failed = outcome.kind != "success"
     retry = outcome.kind == "retry"
     row = audit.row(**base, status=STATUS[outcome.kind], finished_at=finished,
@@ -162,7 +165,7 @@ def _record(outcome: Outcome, base: dict, finished: datetime, retry_at: datetime
                     error_message="retry requested" if retry and outcome.exc is None else None)
     next_attempt = audit.queued_row(
         job_id=base["job_id"], attempt=base["attempt"] + 1, task_name=base["task_name"], queue=base["queue"],
-        args_summary=base["args_summary"], scheduled_for=retry_at) if retry else None
+        args_summary=base["args_summary"], scheduled_for=retry_at, call=call, retries=retries) if retry else None
     audit.record_outcome(row, next_attempt=next_attempt)
 
 

@@ -18,9 +18,10 @@ import threading
 import time
 
 from flask import Flask
+from rq import worker_registration
 from rq.worker import SimpleWorker
 
-from jobs import audit, dbconn, gate, registry, runtime, softlimit
+from jobs import audit, dbconn, gate, recovery, registry, runtime, softlimit
 from jobs.connection import worker_redis
 from jobs.logctx import job_context, rq_level
 
@@ -118,6 +119,35 @@ class ItsmWorker(SimpleWorker):
         if self._stop_requested:
             return
         super().run_maintenance_tasks()
+        if self.app is not None:
+            try:
+                recovery.maybe_recover(self.app, self.connection, self.name)
+            except Exception:
+                log.exception("could not look for queued jobs that Redis lost")
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """RQ's heartbeat, which also keeps the worker registered: after Redis lost its data, RQ's own only
+        writes ``last_heartbeat`` into a bare hash outside the worker sets, and no one sees the worker."""
+        if pipeline is not None:  # RQ's pipelines: its busy heartbeat writes serialize() back if the hash was gone
+            super().heartbeat(timeout, pipeline)
+            worker_registration.register(self, pipeline)
+            return
+        with self.connection.pipeline(transaction=False) as pipe:  # one round trip, as RQ's own is two
+            super().heartbeat(timeout, pipe)
+            worker_registration.register(self, pipe)
+            pipe.hexists(self.key, "birth")
+            registered = pipe.execute()[-1]
+        if not registered:
+            log.warning("worker %s: its registration was gone from Redis; registering again", self.name)
+            self.connection.hset(self.key, mapping=self.serialize())
+
+    def serialize(self) -> dict:
+        # With the state and the current job: a registration written again is complete.
+        data = super().serialize()
+        data["state"] = self.get_state()
+        if self.execution is not None:
+            data["current_job"] = self.execution.job_id
+        return data
 
     def start_watchdog(self) -> Watchdog:
         self.watchdog = Watchdog(self)

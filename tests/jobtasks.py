@@ -186,3 +186,37 @@ def rows_then_crash(key: str, count: int):
         db.session.add(Ticket(title=f"{key} {n}", column_id=column_id))
     db.session.flush()
     raise RuntimeError(f"{key}: crashed before its commit")
+
+
+def _record_run(key: str, mark: str) -> None:
+    """One ticket titled ``"<key> <mark>"`` per execution, committed: a run twice shows as two tickets."""
+    from itsm.board.models import BoardColumn
+    from itsm.extensions import db
+    from itsm.tickets.models import Ticket
+
+    column_id = db.session.scalar(sa.select(sa.func.min(BoardColumn.id)))
+    db.session.execute(sa.insert(Ticket).values(title=f"{key} {mark}", column_id=column_id))
+    db.session.commit()
+
+
+@task(name="t.record", max_retries=3, time_limit=60, soft_time_limit=50)
+def record(key: str, n: int) -> int:
+    """Records each execution in the database (late acknowledgement, the default)."""
+    _record_run(key, str(n))
+    return n
+
+
+@task(name="t.record_early_ack", acks_late=False, max_retries=3, time_limit=60, soft_time_limit=50)
+def record_early_ack(key: str, n: int) -> int:
+    """``t.record`` without late acknowledgement: it may not run twice, so a lost job is not run again."""
+    _record_run(key, str(n))
+    return n
+
+
+@task(name="t.retry_once", bind=True, max_retries=3, time_limit=60, soft_time_limit=50)
+def retry_once(self, key: str, countdown: float) -> int:
+    """Records ``"<key> <job id>:<attempt>"``; the first attempt then retries after ``countdown`` seconds."""
+    _record_run(key, f"{self.request.id}:{self.request.attempt}")
+    if self.request.attempt == 1:
+        self.retry(countdown=countdown)
+    return self.request.attempt

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, Index, UniqueConstraint
+from sqlalchemy import CheckConstraint, Index, UniqueConstraint, text
 
 from itsm.dbtypes import UTCDateTime, one_of, utcnow
 from itsm.extensions import db
@@ -19,6 +19,9 @@ class JobRun(db.Model):
         Index("ix_job_runs_created", "created_at", "id"),
         Index("ix_job_runs_task_created", "task_name", "created_at", "id"),
         Index("ix_job_runs_status_created", "status", "created_at", "id"),
+        # Only the rows waiting to run: the lost-job pass (jobs.recovery) reads them in bounded ranges.
+        Index("ix_job_runs_queued", "created_at", "id", postgresql_where=text("status = 'queued'"),
+              sqlite_where=text("status = 'queued'")),
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -39,6 +42,11 @@ class JobRun(db.Model):
     error_message = db.Column(db.Text, nullable=True)
     traceback = db.Column(db.Text, nullable=True)
     result = db.Column(db.JSON, nullable=True)
+    # What a queued attempt needs to be enqueued again if Redis loses it (jobs.recovery): the call
+    # ({"args": [...], "kwargs": {...}}, and a periodic firing's tick), its retries so far, and when it was.
+    payload = db.Column(db.JSON, nullable=True)
+    retries = db.Column(db.Integer, nullable=True)
+    requeued_at = db.Column(UTCDateTime, nullable=True)
 
     @property
     def short_id(self) -> str:

@@ -26,7 +26,7 @@ from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail import outbox
 from itsm.recurring import bulk
-from itsm.recurring.models import Holiday, TicketRecurrence
+from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
 from itsm.recurring.series import Series, plan, render_title
 from itsm.tickets.models import PRIORITIES, Ticket
 from itsm.users.models import User
@@ -34,6 +34,7 @@ from itsm.users.models import User
 BATCH_SIZE = 1000
 tickets = Ticket.__table__
 recurrences = TicketRecurrence.__table__
+run_rows = RecurringTicketRun.__table__
 _TEMPLATE_COLUMNS = [recurrences.c.ticket_id.label("id")] + [tickets.c[name] for name in (
     "title", "description", "priority", "category", "assignee_id", "requester_email")] + [
     c for c in recurrences.c if c.name.startswith("recurrence_") or c.name == "next_occurrence"]
@@ -92,8 +93,10 @@ def _previous_occurrences(conn: Connection, template_ids: list[int]) -> dict[int
 
 
 def process_due(now: datetime | None = None, *, dry_run: bool = False, batch_size: int = BATCH_SIZE,
-                progress: Callable[[Totals], None] | None = None) -> Totals:
-    """Open every ticket that is due at ``now``; with ``dry_run``, only say what would be opened."""
+                progress: Callable[[Totals], None] | None = None, run_id: int | None = None) -> Totals:
+    """Open every ticket that is due at ``now``; with ``dry_run``, only say what would be opened.
+    With ``run_id``, that pass's audit row gets the running totals in each batch's transaction, so it
+    tells what was committed even if the pass dies before it ends."""
     now = now or utcnow()
     totals = Totals()
     cursor: tuple | None = None
@@ -113,6 +116,10 @@ def process_due(now: datetime | None = None, *, dry_run: bool = False, batch_siz
                     break
                 cursor = (rows[-1].recurrence_due_at, rows[-1].id)
                 emails = _process_batch(conn, rows, now, holidays, board, totals, dry_run)
+                if run_id is not None and not dry_run:
+                    conn.execute(update(run_rows).where(run_rows.c.id == run_id).values(
+                        total_processed=totals.processed, total_created=totals.created,
+                        total_skipped=totals.skipped, missed=totals.missed, ended=totals.ended))
             outbox.enqueue(emails)  # after the commit: the rows are there for the send job
             if progress:
                 progress(totals)

@@ -19,14 +19,16 @@ runs = RecurringTicketRun.__table__
 
 def run(*, trigger: str = "job", job_id: str | None = None, now: datetime | None = None,
         batch_size: int = BATCH_SIZE, progress: Callable[[Totals], None] | None = None) -> tuple[int, Totals]:
-    """Process everything due and record the pass; an error is recorded, then raised again."""
+    """Process everything due and record the pass; an error is recorded, then raised again. The counts
+    are written with each batch's commit, so a pass that fails (or whose connection dies) midway still
+    says what it committed."""
     started = utcnow()
     clock = time.perf_counter()
     with db.engine.begin() as conn:
         run_id = conn.execute(insert(runs).values(started_at=started, status="running", trigger=trigger,
                                                   job_id=job_id).returning(runs.c.id)).scalar_one()
     try:
-        totals = process_due(now, batch_size=batch_size, progress=progress)
+        totals = process_due(now, batch_size=batch_size, progress=progress, run_id=run_id)
     except Exception as err:
         _finish(run_id, clock, status="error", error_message=f"{type(err).__name__}: {err}"[:2000])
         raise

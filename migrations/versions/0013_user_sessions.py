@@ -1,7 +1,7 @@
 """login sessions kept on the server
 
 Revision ID: 0013_user_sessions
-Revises: 0011_maintenance
+Revises: 0012_job_run_requeue
 Create Date: 2026-12-02 18:00:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0013_user_sessions'
-down_revision = '0011_maintenance'
+down_revision = '0012_job_run_requeue'
 branch_labels = None
 depends_on = None
 

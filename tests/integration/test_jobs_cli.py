@@ -85,3 +85,23 @@ def test_purge_asks_first(procs, redis):
     proc = procs.start("worker", "--purge", "--burst", "--queues", "default")
     proc.wait(timeout=30)
     assert Queue("default", connection=redis).count == 1  # no terminal: no confirmation, nothing purged
+
+
+def test_purged_jobs_are_closed_in_the_audit_and_never_recovered(app, procs, redis):
+    """Jobs deleted on purpose are not "lost with Redis": their queued rows say purged, so the lost-job pass
+    of the worker that purged them does not enqueue them again."""
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT, process_env
+
+    procs.run("jobs", "enqueue", "t.add", "--args", "[1, 2]")
+    purge = subprocess.run([sys.executable, "-m", "flask", "worker", "--purge", "--burst", "--queues", "default"],
+                           cwd=ROOT, env=process_env(procs.database_url, procs.redis_url, JOBS_LOST_GRACE_SECONDS="1"),
+                           input="y\n", capture_output=True, text=True, timeout=60)
+    assert purge.returncode == 0, purge.stderr
+    assert "Purged 1 job(s)." in purge.stderr
+    with app.app_context():
+        [run] = db.session.scalars(db.select(JobRun)).all()
+        assert (run.status, run.error_type, run.requeued_at) == ("lost", "Purged", None)
+    assert Queue("default", connection=redis).count == 0

@@ -275,3 +275,22 @@ def test_the_assignee_hears_of_each_new_occurrence_once(app, ids):
         [email] = db.session.scalars(sa.select(EmailMessage)).all()
         assert (email.kind, email.to_address, email.ticket_id) == ("ticket_assigned", "agent@example.com", ticket.id)
         assert f"#{ticket.id}" in email.subject and "recurring ticket #" in email.body_text
+
+
+def test_a_pass_that_stops_midway_records_what_its_committed_batches_did(app):
+    """An error after two batches committed (raised between batches): the run row says error and counts
+    exactly those two batches, as the tickets in the database do."""
+    with app.app_context():
+        for i in range(1, 12):
+            factories.make_template(start=NOW - timedelta(minutes=i), recurrence_interval="daily")
+
+        def stop(totals):
+            if totals.processed >= 8:
+                raise RuntimeError("stopped after two batches")
+
+        with pytest.raises(RuntimeError, match="two batches"):
+            runs.run(now=NOW, batch_size=4, progress=stop)
+        run = db.session.scalar(sa.select(RecurringTicketRun))
+        created = db.session.scalar(sa.select(sa.func.count(Ticket.id)).where(Ticket.template_id.is_not(None)))
+        assert created == 8
+        assert (run.status, run.total_processed, run.total_created, run.total_skipped) == ("error", 8, 8, 0)
