@@ -15,7 +15,7 @@ def ping_ok(procs) -> bool:
     return procs.run("jobs", "ping", timeout=30).returncode == 0
 
 
-def test_workers_register_again_after_redis_loses_its_data(app, client, procs, redis):
+def test_workers_register_again_after_redis_loses_its_data(app, client, auth, procs, redis):
     """Fault: FLUSHDB of the tests' Redis database while two worker processes run, one of them busy with a
     job (``t.gated``) and one idle, and a scheduler runs.
 
@@ -46,6 +46,7 @@ def test_workers_register_again_after_redis_loses_its_data(app, client, procs, r
     for queue in ("high", "default", "low"):  # the per-queue worker sets too (rq info, rq-dashboard)
         assert redis.scard(f"rq:workers:{queue}") == 2
 
+    auth.login()  # the checks' details are shown to admins
     ready = client.get("/readyz")
     workers = ready.get_json()["checks"]["workers"]
     assert workers["ok"] and workers["alive"] == 2, ready.get_json()
