@@ -112,11 +112,12 @@ def test_no_write_the_app_confirmed_is_lost_by_a_restore(app, procs, redis, tmp_
     with app.app_context():
         for n in range(20):
             factories.make_ticket(f"backed up {n}")
-        backup = service.create_backup()
         column = factories.column("New").id
     web = WebServer(procs)
     web.wait_ready()
-    writers = Writers(web, column)
+    writers = Writers(web, column)  # logged in before the backup: the restored database keeps their session
+    with app.app_context():
+        backup = service.create_backup()
     writers.start()
     try:
         wait_for(lambda: len(writers.confirmed) >= 30, timeout=60, message="writes flowing")
