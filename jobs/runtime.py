@@ -171,14 +171,19 @@ def _record(outcome: Outcome, base: dict, finished: datetime, retry_at: datetime
 
 # One round trip per attempt: count it (lost attempts count too) and tell RQ's abandoned-job
 # cleanup whether a dead worker's job may run again (late acknowledgement, retries left).
+# The counts live in the job's hash, and a copy in its meta: if Redis loses the hash between an attempt's
+# end and RQ saving the retry, RQ writes the job back from memory (meta included, these fields not), and
+# the copy carries the counts on so the retry is not taken for a first attempt.
 _BEGIN = """
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[5])
+redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[6])
 local attempt = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 local base = tonumber(redis.call('HGET', KEYS[1], ARGV[2]) or '0')
 local retries = attempt - 1 - base
 local left = 0
 if ARGV[3] == '1' and (tonumber(ARGV[4]) < 0 or retries + 1 <= tonumber(ARGV[4])) then left = 1 end
 redis.call('HSET', KEYS[1], 'retries_left', left, 'retry_intervals', '[0]')
-return {attempt, retries, left}
+return {attempt, retries, left, base}
 """
 _scripts: dict[int, Any] = {}
 
@@ -189,9 +194,13 @@ def _begin_attempt(job, task: Task | None) -> tuple[int, int]:
         script = _scripts[id(job.connection)] = job.connection.register_script(_BEGIN)
     acks_late = task is not None and task.acks_late
     max_retries = -1 if task is None or task.max_retries is None else task.max_retries
-    attempt_number, retries, left = script(keys=[job.key], args=[ATTEMPT_FIELD, RETRY_BASE_FIELD,
-                                                                  "1" if acks_late else "0", max_retries])
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    attempt_number, retries, left, base = script(keys=[job.key], args=[
+        ATTEMPT_FIELD, RETRY_BASE_FIELD, "1" if acks_late else "0", max_retries,
+        int(meta.get(ATTEMPT_FIELD, 0)), int(meta.get(RETRY_BASE_FIELD, 0))])
     job.retries_left, job.retry_intervals = int(left), [0]
+    # In memory only: saved with the job when RQ schedules its retry.
+    job.meta = {**meta, ATTEMPT_FIELD: int(attempt_number), RETRY_BASE_FIELD: int(base)}
     return int(attempt_number), int(retries)
 
 

@@ -108,6 +108,7 @@ def test_a_periodic_retry_lost_with_redis_runs_once_and_the_tick_is_not_sent_aga
     [first] = wait_for(lambda: list(executions(app, "tick")), timeout=60, message="the first attempt")
     job_id = first.split(":")[0]
     wait_for(lambda: [r for r in job_runs(app, job_id) if r.attempt == 2], timeout=10, message="the queued retry")
+    wait_for(lambda: redis.zscore("rq:scheduled:default", job_id), timeout=10, message="RQ to schedule the retry")
     redis.flushdb()
     wait_for(lambda: executions(app, "tick")[f"{job_id}:2"], timeout=30, message="the retry")
     quiet(redis)
@@ -118,6 +119,24 @@ def test_a_periodic_retry_lost_with_redis_runs_once_and_the_tick_is_not_sent_aga
     with app.app_context():
         [firing] = db.session.scalars(sa.select(ScheduleFiring)).all()
     assert (firing.job_id, firing.status, firing.attempt) == (job_id, "succeeded", 2)
+
+
+def test_a_retry_whose_hash_redis_lost_before_rq_saved_it_keeps_its_attempt_count(app, procs, redis):
+    """Fault: Redis loses a job's hash in the moment between its failed attempt's audit write and RQ
+    saving the retry. RQ then writes the job back from the worker's memory, without the attempt counter
+    kept beside RQ's own fields (here: those fields deleted once the retry is scheduled).
+
+    Must survive: the count. The retry runs as attempt 2, once; it is not taken for a first attempt
+    that would retry (and run) again."""
+    procs.worker(JOBS_LOST_GRACE_SECONDS=GRACE)
+    with app.app_context():
+        job_id = jobtasks.retry_once.delay("window", 3).id
+    wait_for(lambda: redis.zscore("rq:scheduled:default", job_id), timeout=30, message="RQ to schedule the retry")
+    redis.hdel(f"rq:job:{job_id}", "itsm_attempt", "itsm_retry_base")
+    wait_for(lambda: executions(app, "window")[f"{job_id}:2"], timeout=30, message="the retry")
+    quiet(redis)
+    assert executions(app, "window") == Counter({f"{job_id}:1": 1, f"{job_id}:2": 1})
+    assert [(r.attempt, r.status) for r in job_runs(app, job_id)] == [(1, "retrying"), (2, "succeeded")]
 
 
 @pytest.fixture
