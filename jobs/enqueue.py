@@ -16,7 +16,7 @@ from jobs.runtime import run
 from jobs.task import JobHandle, Task
 
 
-def _job_options(task: Task, args: tuple, kwargs: dict, job_id: str, summary: str) -> dict:
+def job_options(task: Task, args: tuple, kwargs: dict, job_id: str, summary: str) -> dict:
     return {
         "args": (task.name, list(args), kwargs),
         "timeout": task.time_limit,
@@ -42,7 +42,7 @@ def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime
     job_id = job_id or uuid.uuid4().hex
     rq_queue = get_queue(queue)
     summary = audit.summarize_args(args, kwargs)
-    options = _job_options(task, args, kwargs, job_id, summary)
+    options = job_options(task, args, kwargs, job_id, summary)
     # Taken before the push: a fast worker may start the job before the queued row below is written.
     enqueued = utcnow()
     try:
@@ -60,7 +60,7 @@ def enqueue(task: Task, args: tuple, kwargs: dict, *, queue: str, when: datetime
 def enqueue_many(task: Task, calls: list[tuple[tuple, dict]], *, queue: str) -> list[str]:
     rq_queue = get_queue(queue)
     jobs = [(uuid.uuid4().hex, audit.summarize_args(args, kwargs), args, kwargs) for args, kwargs in calls]
-    datas = [rq_queue.prepare_data(run, **_job_options(task, args, kwargs, job_id, summary))
+    datas = [rq_queue.prepare_data(run, **job_options(task, args, kwargs, job_id, summary))
              for job_id, summary, args, kwargs in jobs]
     enqueued = utcnow()
     try:

@@ -143,7 +143,13 @@ class PeriodicScheduler:
                                                                       withscores=True)}
         wanted: set[str] = set()
         for row in db.session.scalars(db.select(PeriodicTask)).unique():
-            wanted |= self._reconcile_row(row, now, scheduled)
+            try:
+                wanted |= self._reconcile_row(row, now, scheduled)
+            except evaluation.NOT_THE_ROWS_FAULT:
+                raise
+            except Exception as err:  # a row no check foresaw (or a bug) is skipped, never the whole pass
+                log.exception("periodic task %s could not be scheduled", row.name)
+                self.invalid.mark(row, service.definition_hash(row), now, evaluation.reason_for(err))
         db.session.commit()
         self.connection.set(RECONCILED_KEY, now.timestamp(), ex=3600)
         stale = [m for m in scheduled if m.startswith(ENTRY_PREFIX) and m not in wanted]
@@ -164,6 +170,10 @@ class PeriodicScheduler:
             task = registry.get(row.task)
         except JobsError:  # a row the code no longer supports: say so, keep the others running
             self.invalid.mark(row, digest, now, f"Its task {row.task!r} is not in this version's code.")
+            return set()
+        if not isinstance(row.args, list) or not isinstance(row.kwargs, dict):  # JSON columns take anything
+            self.invalid.mark(row, digest, now, "Its arguments are not a list, or its keyword arguments not an "
+                                                "object. Edit it or disable it.")
             return set()
         try:
             fire_now = evaluation.evaluate(row, lambda spec: self._advance(row, spec, digest, now, scheduled))

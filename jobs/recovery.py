@@ -28,7 +28,7 @@ from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from jobs import firing, registry, runtime
 from jobs.connection import get_queue
-from jobs.enqueue import _job_options
+from jobs.enqueue import job_options
 from jobs.exceptions import JobLostError, UnknownTaskError
 
 log = logging.getLogger("jobs.recovery")
@@ -160,7 +160,7 @@ def _enqueue_again(connection: Redis, row, task, now: datetime) -> None:
     queue = get_queue(row.queue, connection)
     meta = {"periodic": row.payload["periodic"]} if row.payload.get("periodic") else None
     when = row.scheduled_for if row.scheduled_for is not None and row.scheduled_for > now else None
-    options = _job_options(task, args, kwargs, row.job_id, row.args_summary)
+    options = job_options(task, args, kwargs, row.job_id, row.args_summary)
     if when is not None:
         options["status"] = JobStatus.SCHEDULED
     job = queue.create_job(runtime.run, meta=meta, **options)

@@ -27,10 +27,10 @@ def commit_or_flash(action: Callable[[], object], success: str | Callable[[], st
     """Run a change; commit and flash ``success``, or roll back and flash the rule it broke."""
     try:
         action()
+        db.session.commit()  # inside: the flush checks (the schedule rules) run here too
     except errors as err:
         db.session.rollback()
         flash(f"{error_prefix}{err}", "error")
         return False
-    db.session.commit()
     flash(success() if callable(success) else success, "success")
     return True

@@ -16,7 +16,7 @@ from datetime import timedelta
 
 from flask import Flask, current_app, request
 from flask_login import LoginManager, current_user, login_user, logout_user
-from sqlalchemy import delete, event, inspect, update
+from sqlalchemy import delete, event, inspect, select, update
 from sqlalchemy.orm import Session
 
 from itsm.config import ConfigError
@@ -120,3 +120,19 @@ def register(app: Flask, login_manager: LoginManager) -> None:
         # endpoints must answer with the database down (/readyz checks an admin's session itself).
         if request.endpoint not in LAZY_ENDPOINTS:
             current_user._get_current_object()
+
+
+def live_ids() -> set[str]:
+    """Every session there is now (digests): what a restore keeps of the restored ones."""
+    return set(db.session.scalars(select(UserSession.id)))
+
+
+def end_all_but(keep: set[str]) -> int:
+    """After a restore: end the restored sessions that had ended since the backup (logged out, a new
+    password), so a cookie from before those cannot open the app again. Returns how many."""
+    restored = set(db.session.scalars(select(UserSession.id)))
+    ended = sorted(restored - keep)
+    for start in range(0, len(ended), 500):
+        db.session.execute(delete(UserSession).where(UserSession.id.in_(ended[start:start + 500])))
+    return len(ended)
+

@@ -18,12 +18,14 @@ from flask import current_app
 from flask_migrate import upgrade
 
 from itsm import __version__, maintenance
+from itsm.auth import sessions
 from itsm.backups import dbtools, partials
 from itsm.backups.retention import Tiers, tiers_of
 from itsm.backups.store import (
     FORMAT_VERSION,
     Backup,
     BackupError,
+    RestoreIncomplete,
     backup_dir,
     created_at_of,
     list_backups,
@@ -222,21 +224,35 @@ def restore_backup(path: Path, force: bool = False) -> Backup:
     manifest = check_restorable(path, force)
     kind = _kind()
     revision = manifest.get("migration")
+    logins = sessions.live_ids()
     safety = create_backup()
     db.session.remove()
     db.engine.dispose()
-    if kind == "sqlite":
-        live = dbtools.sqlite_path(db.engine.url)
-        with partials.scratch_dir(path.parent) as tmp:
-            copy = tmp / "restore.db"
-            dbtools.gunzip_to(path, copy)
-            dbtools.sqlite_restore(copy, live)
-    else:
-        dbtools.pg_restore(dbtools.libpq_url(db.engine.url), path, clean=True)
-    db.engine.dispose()
-    if revision != _head_revision():
-        upgrade()  # an older backup is brought up to this code's schema
-    maintenance.rewrite_durable_copy()  # the backup's copy of the flag replaced ours
+    replacing = False
+    try:
+        if kind == "sqlite":
+            live = dbtools.sqlite_path(db.engine.url)
+            with partials.scratch_dir(path.parent) as tmp:
+                copy = tmp / "restore.db"
+                dbtools.gunzip_to(path, copy)
+                dbtools.sqlite_restore(copy, live)  # one transaction: whole, or the database unchanged
+                replacing = True
+        else:
+            replacing = True  # pg_restore --clean drops and creates table by table
+            dbtools.pg_restore(dbtools.libpq_url(db.engine.url), path, clean=True)
+        db.engine.dispose()
+        if revision != _head_revision():
+            upgrade()  # an older backup is brought up to this code's schema
+        maintenance.rewrite_durable_copy()  # the backup's copy of the flag replaced ours
+        sessions.end_all_but(logins)
+        db.session.commit()
+    except Exception as err:  # noqa: BLE001 -- whatever broke once replacing began, the database may be half done
+        db.session.rollback()
+        if not replacing:
+            raise
+        raise RestoreIncomplete(
+            f"the restore of {path.name} failed after it began replacing the database ({err}); it may be "
+            f"partly restored. Restore {path.name} again, or the safety backup {safety.name}") from err
     return safety
 
 

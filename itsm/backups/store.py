@@ -27,6 +27,13 @@ class BackupError(Exception):
     """A backup operation that cannot go on; the message is for the operator."""
 
 
+class RestoreIncomplete(BackupError):
+    """A restore that failed once it had begun replacing the database: the app stays in maintenance mode
+    (read by ``itsm.maintenance.window.Window``) until an operator has put a whole database back."""
+
+    keep_maintenance = "the database may be partly restored"
+
+
 @dataclass
 class Backup:
     path: Path

@@ -35,6 +35,7 @@ class Window:
         self.was_on = False
         self.entered = False
         self.lifted: bool | None = None
+        self.kept_for: str | None = None
 
     def __enter__(self) -> Window:
         before = maintenance.current(self.app)
@@ -66,7 +67,9 @@ class Window:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._lift(keep=False)
+        # A failure that left the work half done (a database partly restored) keeps the app closed.
+        self.kept_for = getattr(exc, "keep_maintenance", None)
+        self._lift(keep=bool(self.kept_for))
 
     def _lift(self, keep: bool) -> None:
         if self.lifted is not None:
@@ -85,4 +88,6 @@ class Window:
             return "; maintenance mode was lifted"
         if self.was_on:
             return "; maintenance mode stays on, as it was before"
+        if self.kept_for:
+            return f"; maintenance mode stays on ({self.kept_for}): `flask maintenance off` lifts it"
         return "; maintenance mode stays on (--on-timeout keep): `flask maintenance off` lifts it"

@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.schedules import service
 from itsm.schedules.models import PeriodicTask
+from itsm.zones import is_known_zone
 from jobs import ticks
 
 T = TypeVar("T")
@@ -50,7 +51,15 @@ def reason_for(err: Exception) -> str:
 def evaluate(row: PeriodicTask, compute: Callable[[ticks.Spec], T]) -> T:
     """``compute`` on the row's schedule; raises InvalidSchedule when the row's data makes it fail."""
     try:
-        return compute(service.spec_of(row))
+        spec = service.spec_of(row)
+        zone = getattr(spec, "timezone", None)
+        # Checked first: opening a name that is a folder of the zone database ("America") raises an
+        # OSError, which would otherwise pass for a fault of the machine.
+        if zone is not None and not is_known_zone(zone):
+            raise InvalidSchedule(reason_for(ValueError(f"{zone!r} is not an IANA time zone")))
+        return compute(spec)
+    except InvalidSchedule:
+        raise
     except NOT_THE_ROWS_FAULT:
         raise
     except Exception as err:  # anything else comes from the row: a crontab, a zone, a date out of range

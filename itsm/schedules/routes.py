@@ -124,9 +124,10 @@ def reset(task_id: int):
     row = _action(task_id)
     if row.source != "registry":
         abort(400, "Only periodic tasks defined in the code have a default to reset to.")
-    service.reset_to_default(row)
-    db.session.commit()
-    flash(f"{row.name} is back to the code's default.", "success")
+    name = row.name
+    # A default this version's rules refuse (a bug in the code's schedule) is said, not a 500.
+    commit_or_flash(lambda: service.reset_to_default(row), lambda: f"{name} is back to the code's default.",
+                    (ValidationError,), error_prefix=f"Could not reset {name}: ")
     return redirect(url_for("schedules.index"))
 
 

@@ -20,6 +20,7 @@ from itsm.schedules.models import (
 )
 from itsm.schedules.validation import CRON_FIELDS, Definition, validate
 from jobs import registry, ticks
+from jobs.exceptions import JobsError
 
 # What an admin may change on a registry row without it being an override: nothing.
 NOT_DEFINITION = ("name", "description")
@@ -31,9 +32,17 @@ def known_tasks() -> set[str]:
     return set(registry.all_tasks())
 
 
+def _copy(value, kind: type):
+    """A copy of a JSON column's value; one of the wrong kind (written by SQL) as it is, for validation
+    and the edit form to refuse and show, not to fail on."""
+    if value is None:
+        return kind()
+    return kind(value) if isinstance(value, kind) else value
+
+
 def definition_of(row: PeriodicTask) -> Definition:
     d = Definition(
-        name=row.name, task=row.task, kind=row.kind, args=list(row.args or []), kwargs=dict(row.kwargs or {}),
+        name=row.name, task=row.task, kind=row.kind, args=_copy(row.args, list), kwargs=_copy(row.kwargs, dict),
         queue=row.queue, start_time=row.start_time, expires=row.expires, expire_seconds=row.expire_seconds,
         one_off=row.one_off, enabled=row.enabled, description=row.description or "",
         misfire_policy=row.misfire_policy, catchup_window_seconds=row.catchup_window_seconds,
@@ -148,6 +157,8 @@ def _differs(current: dict, default: dict) -> bool:
 def run_now(row: PeriodicTask):
     """Enqueue a periodic task's job now, outside its schedule (raises JobsError)."""
     known_tasks()  # loads every task module
+    if not isinstance(row.args, list) or not isinstance(row.kwargs, dict):
+        raise JobsError("its arguments are not a list, or its keyword arguments not an object; edit it first")
     return registry.get(row.task).apply_async(row.args, row.kwargs, queue=row.queue)
 
 

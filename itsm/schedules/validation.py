@@ -124,8 +124,8 @@ def validate(d: Definition, *, known_tasks: set[str], queues: tuple[str, ...], n
         errors["queue"] = f"Unknown queue {d.queue!r}; choose one of {', '.join(queues)}."
     if d.expires is not None and d.expire_seconds is not None:
         errors["expire_seconds"] = "Give an expiry time or expiry seconds, not both."
-    if d.expire_seconds is not None and d.expire_seconds < 1:
-        errors["expire_seconds"] = "Must be 1 or more."
+    if d.expire_seconds is not None and not 1 <= d.expire_seconds <= MAX_INTERVAL_DAYS * 86400:
+        errors["expire_seconds"] = "Between 1 second and ten years."
     if d.start_time and d.expires and d.expires <= d.start_time:
         errors["expires"] = "Must be after the start time."
     if d.misfire_policy not in MISFIRE_POLICIES:

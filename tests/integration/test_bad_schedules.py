@@ -118,7 +118,8 @@ def bad_rows(app):
         good = service.save(Definition(name="good", task="t.add", kind="interval", every=1, period="minutes"))
         db.session.commit()
         return {"good": good.id, "crontab": badrows.insert_never_firing_crontab(),
-                "interval": badrows.insert_huge_interval()}
+                "interval": badrows.insert_huge_interval(), "zone": badrows.insert_folder_zone(),
+                "args": badrows.insert_wrong_arguments()}
 
 
 def test_schedules_pages_answer_with_the_bad_rows_present(app, client, auth, bad_rows):
@@ -126,7 +127,9 @@ def test_schedules_pages_answer_with_the_bad_rows_present(app, client, auth, bad
     page = client.get("/admin/schedules")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert html.count(">invalid<") == 2 and "no date matches its crontab" in html and "far too long" in html
+    # The arguments are the scheduler's to judge (below); the schedules are judged by every reader.
+    assert html.count(">invalid<") == 3 and "no date matches its crontab" in html and "far too long" in html
+    assert "&#39;America&#39; is not an IANA time zone" in html
     for task_id in bad_rows.values():
         assert client.get(f"/admin/schedules/{task_id}/edit").status_code == 200
         assert client.get(f"/admin/schedules/{task_id}/history").status_code == 200
@@ -135,7 +138,9 @@ def test_schedules_pages_answer_with_the_bad_rows_present(app, client, auth, bad
     edit = client.get(f"/admin/schedules/{bad_rows['interval']}/edit").get_data(as_text=True)
     assert "far too long" in edit
     automation = client.get("/admin/automation")
-    assert automation.status_code == 200 and automation.get_data(as_text=True).count(">invalid<") == 2
+    assert automation.status_code == 200 and automation.get_data(as_text=True).count(">invalid<") == 3
+    refused = auth.post(f"/admin/schedules/{bad_rows['args']}/run", follow_redirects=True)
+    assert refused.status_code == 200 and "its arguments are not a list" in refused.get_data(as_text=True)
     # The admin can disable the bad one from the page; enabling it again needs a valid schedule.
     assert auth.post(f"/admin/schedules/{bad_rows['interval']}/toggle").status_code == 302
     with app.app_context():
@@ -164,24 +169,25 @@ def test_the_edit_form_refuses_to_keep_the_bad_value_and_accepts_a_fix(app, clie
 def test_cli_list_readyz_and_the_admins_emails_with_the_bad_rows_present(app, client, auth, runner, ids, bad_rows):
     listing = runner.invoke(args=["schedules", "list"])
     assert listing.exit_code == 0, listing.output
-    assert listing.output.count("INVALID: Its schedule cannot be evaluated") == 2
+    assert listing.output.count("INVALID: Its schedule cannot be evaluated") == 3
     assert "every minute" in listing.output  # the good one is listed as usual
     auth.login()  # the checks are shown to admins
     body = client.get("/readyz").get_json()
     schedules = body["checks"]["schedules"]
-    assert not schedules["ok"] and sorted(schedules["invalid"]) == ["a-billion-days", "february-30"]
+    assert not schedules["ok"] and sorted(schedules["invalid"]) == ["a-billion-days", "february-30", "zone-america"]
     assert schedules["late"] == []
     with app.app_context():
         alerts = alert_late_schedules(utcnow())
-        assert alerts["invalid"] == ["a-billion-days", "february-30"] and alerts["queued"] == 2
+        assert alerts["invalid"] == ["a-billion-days", "february-30", "zone-america"] and alerts["queued"] == 3
         assert alert_late_schedules(utcnow())["queued"] == 0  # told once per bad definition
         subjects = sorted(m.subject for m in db.session.scalars(sa.select(EmailMessage)))
-        assert subjects == ["[itsm] Schedule a-billion-days is invalid", "[itsm] Schedule february-30 is invalid"]
+        assert subjects == ["[itsm] Schedule a-billion-days is invalid", "[itsm] Schedule february-30 is invalid",
+                            "[itsm] Schedule zone-america is invalid"]
         db.session.execute(sa.delete(EmailMessage))
         db.session.commit()
         send_daily_digests(utcnow())
         text = " ".join(m.body_text for m in db.session.scalars(sa.select(EmailMessage)))
-        assert "2 schedule(s) invalid: a-billion-days, february-30" in text
+        assert "3 schedule(s) invalid: a-billion-days, february-30, zone-america" in text
 
 
 def test_the_recurring_health_section_survives_a_bad_recurring_schedule(app, client, auth):
@@ -223,3 +229,27 @@ def test_ticks_are_never_evaluated_outside_the_supported_years(app):
         assert state_of(row, now) == ("on time", None)
         assert period_of(row, now) == timedelta(days=3653)
         assert next_runs(row, now, 3)[0].year == 2999
+
+
+def test_resetting_to_a_default_the_rules_refuse_says_so_and_changes_nothing(app, client, auth):
+    """A code default stored by an older version (a crontab that never fires): *Reset to default* flashes
+    the rule instead of a 500, and the admin's override stays."""
+    with app.app_context():
+        sync((Entry(name="nightly", task="t.add", cron="0 3 * * *"),))
+        row = db.session.scalar(sa.select(PeriodicTask).where(PeriodicTask.name == "nightly"))
+        override = service.definition_of(row)
+        service.save(Definition(**{**override.__dict__, "crontab": {**override.crontab, "hour": "4"}}), row)
+        row.overridden = True
+        stored = {**row.default_definition, "crontab": {**row.default_definition["crontab"],
+                                                        "day_of_month": "30", "month_of_year": "2"}}
+        db.session.execute(sa.update(PeriodicTask).where(PeriodicTask.id == row.id)
+                           .values(default_definition=stored))
+        db.session.commit()
+        task_id = row.id
+    auth.login()
+    page = auth.post(f"/admin/schedules/{task_id}/reset", follow_redirects=True)
+    assert page.status_code == 200
+    assert "Could not reset nightly" in page.get_data(as_text=True)
+    with app.app_context():
+        row = db.session.get(PeriodicTask, task_id)
+        assert row.overridden and row.crontab.hour == "4"

@@ -184,7 +184,8 @@ def test_one_bad_schedule_never_stops_the_others(app, procs, redis, client, auth
     page and ``flask schedules list`` answer."""
     good = add(app, name="good", every=1, period="seconds")
     with app.app_context():
-        bad = [badrows.insert_never_firing_crontab(), badrows.insert_huge_interval()]
+        bad = [badrows.insert_never_firing_crontab(), badrows.insert_huge_interval(), badrows.insert_folder_zone(),
+               badrows.insert_wrong_arguments()]
     scheduler = procs.start("scheduler")
     procs.worker()
     wait_for(lambda: len(firings(app, good)) >= 3, timeout=40, message="three firings of the good task")
@@ -193,8 +194,9 @@ def test_one_bad_schedule_never_stops_the_others(app, procs, redis, client, auth
         with app.app_context():
             return [db.session.get(PeriodicTask, task_id).invalid_reason for task_id in bad]
 
-    reasons = wait_for(lambda: all(marks()) and marks(), timeout=20, message="both bad tasks marked invalid")
+    reasons = wait_for(lambda: all(marks()) and marks(), timeout=20, message="every bad task marked invalid")
     assert "no date matches its crontab" in reasons[0] and "far too long" in reasons[1]
+    assert "'America' is not an IANA time zone" in reasons[2] and "arguments are not a list" in reasons[3]
     fired = len(firings(app, good))
     wait_for(lambda: len(firings(app, good)) >= fired + 2, timeout=20, message="the good task firing on")
     assert scheduler.poll() is None
@@ -204,10 +206,10 @@ def test_one_bad_schedule_never_stops_the_others(app, procs, redis, client, auth
                 *(f"/admin/schedules/{i}/history" for i in bad)):
         assert client.get(url).status_code == 200, url
     listing = procs.run("schedules", "list")
-    assert listing.returncode == 0 and listing.stdout.count("INVALID") == 2, listing.stderr
-    assert sorted(client.get("/readyz").get_json()["checks"]["schedules"]["invalid"]) == ["a-billion-days",
-                                                                                            "february-30"]
-    assert procs.logs().count("is invalid and skipped") == 2  # logged once each, not on every pass
+    assert listing.returncode == 0 and listing.stdout.count("INVALID") == 4, listing.stderr
+    assert sorted(client.get("/readyz").get_json()["checks"]["schedules"]["invalid"]) == [
+        "a-billion-days", "args-a-number", "february-30", "zone-america"]
+    assert procs.logs().count("is invalid and skipped") == 4  # logged once each, not on every pass
     # Fixed by an edit: the mark goes, the task is planned.
     with app.app_context():
         row = db.session.get(PeriodicTask, bad[0])

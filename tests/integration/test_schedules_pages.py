@@ -79,6 +79,11 @@ def test_bad_input_is_shown_next_to_each_field(app, client, auth, changes, messa
         ({"timezone": "Factory"}, "timezone", "Unknown time zone 'Factory'"),
         ({"kind": "interval", "every": "1000000000", "period": "days"}, "every",
          "Must be at most 3,653 days (10 years)."),
+        ({"timezone": "America"}, "timezone", "Unknown time zone 'America'"),
+        ({"expire_seconds": "2147483648"}, "expire_seconds", "Between 1 second and ten years."),
+        ({"jitter_seconds": "99999999999999999999"}, "jitter_seconds", "Between 0 and 3600 seconds."),
+        ({"catchup_window_seconds": "99999999999999999999"}, "catchup_window_seconds",
+         "Between 60 seconds and a year."),
     ],
 )
 def test_nonsense_schedules_are_refused_next_to_their_field(app, client, auth, changes, field, message):
