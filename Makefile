@@ -4,6 +4,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+# The demo has a published admin password: `make run` listens on loopback only; HOST=0.0.0.0 shares it.
+HOST ?= 127.0.0.1
 MAIL_SINK_PORT ?= 1025
 # Test processes: most tests wait on real workers, schedulers and browsers, so 4 share 2 CPUs well.
 TEST_WORKERS ?= 4
@@ -32,19 +34,22 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
+# Links in emails point here; set for the whole recipe, since the demo seed already writes emails.
+run: export BASE_URL := $(or $(BASE_URL),http://127.0.0.1:$(PORT))
+run: export WEB_HOST := $(HOST)
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask demo seed
 	$(BIN)/flask schedules sync
 	@echo
-	@echo "  itsm is starting at   http://127.0.0.1:$(PORT)/"
+	@echo "  itsm is starting at   http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)/$(if $(filter 0.0.0.0,$(HOST)),   (on every interface),)"
 	@echo "  demo admin login:     admin@example.com / demo-admin-pass"
 	@echo "  demo agent login:     agent@example.com / demo-agent-pass"
 	@if [ -z "$$MAIL_SERVER" ]; then echo "  emails:               a local sink on port $(MAIL_SINK_PORT); read them on /admin/outbox"; fi
 	@echo "  stop with Ctrl-C"
 	@echo
 	@# Without a MAIL_SERVER of your own, email goes to the development sink, shown on the outbox page.
-	export PATH="$(abspath $(BIN)):$$PATH" BASE_URL="$${BASE_URL:-http://127.0.0.1:$(PORT)}"; \
+	export PATH="$(abspath $(BIN)):$$PATH"; \
 	if [ -z "$$MAIL_SERVER" ]; then \
 	  export MAIL_SERVER=127.0.0.1 MAIL_PORT=$(MAIL_SINK_PORT) MAIL_SINK_DIR="$(CURDIR)/instance/mail-sink"; \
 	  exec $(BIN)/honcho start --port $(PORT) web worker scheduler mailsink; \

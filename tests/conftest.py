@@ -49,6 +49,23 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
+@pytest.fixture(scope="session", autouse=True)
+def leave_redis_empty():
+    """At the end of the run, this process's own Redis database is emptied: no key of a test outlives it
+    (a scheduled job has no expiry)."""
+    yield
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    client = Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.flushdb()
+    except RedisError:
+        pass  # not reachable: nothing was left in it either
+    finally:
+        client.close()
+
+
 def service_missing(reason: str):
     """Skip, or fail when the run promised real services."""
     if REQUIRE_SERVICES:
