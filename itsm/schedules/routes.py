@@ -135,8 +135,7 @@ def toggle(task_id: int):
     return redirect(url_for("schedules.index"))
 
 
-@bp.get("/<int:task_id>/reset")
-def confirm_reset(task_id: int):
+def _confirm_reset(task_id: int):
     """*Reset to default* asks first (without JavaScript too): what the reset changes, and the button."""
     row = _row_or_404(task_id)
     if row.source != "registry" or not row.default_definition:
@@ -147,8 +146,12 @@ def confirm_reset(task_id: int):
     return render_template("schedules/reset.html", row=row, changes=changes, action_form=ActionForm())
 
 
-@bp.post("/<int:task_id>/reset")
+# One rule for both methods: Werkzeug answers 405, not 404, for an out-of-range id on a path whose GET
+# and POST are separate rules.
+@bp.route("/<int:task_id>/reset", methods=["GET", "POST"])
 def reset(task_id: int):
+    if request.method == "GET":
+        return _confirm_reset(task_id)
     row = _action(task_id)
     if row.source != "registry":
         abort(400, "Only periodic tasks defined in the code have a default to reset to.")
