@@ -19,9 +19,9 @@ from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage, deferred
 from itsm.schedules.describe import describe, next_runs, state_of
+from itsm.schedules.lastrun import WEEK, LastRun, last_runs, week_stats
 from itsm.schedules.models import PeriodicTask
 
-WEEK = timedelta(days=7)
 CHART_RUNS = 40  # the newest runs of each task drawn in its duration chart
 FINAL = ("succeeded", "failed", "lost")
 
@@ -29,14 +29,14 @@ FINAL = ("succeeded", "failed", "lost")
 @dataclass
 class TaskRow:
     task: PeriodicTask
-    state: str  # healthy, late, failing, disabled, invalid
+    state: str  # healthy, failing, pending (runs, none finished), not run yet, late, disabled, invalid
     schedule: str
     next_run: datetime | None
     runs: int = 0
     succeeded: int = 0
     median: float | None = None
     recent: list = field(default_factory=list)  # (duration, status, finished_at), newest last
-    last: JobRun | None = None
+    last: LastRun | None = None  # the latest attempt (itsm.schedules.lastrun), whatever started it
     reason: str | None = None  # why an invalid task cannot be scheduled
 
     @property
@@ -46,14 +46,6 @@ class TaskRow:
     @property
     def chart(self) -> Markup:
         return duration_chart(self.task.name, self.recent)
-
-
-def _week_stats(names: list[str], since: datetime) -> dict[str, tuple[int, int]]:
-    rows = db.session.execute(
-        select(JobRun.task_name, func.count(), func.sum(case((JobRun.status == "succeeded", 1), else_=0)))
-        .where(JobRun.task_name.in_(names), JobRun.created_at >= since, JobRun.status.in_(FINAL))
-        .group_by(JobRun.task_name)).all()
-    return {name: (runs, int(ok or 0)) for name, runs, ok in rows}
 
 
 def _median(name: str, since: datetime, runs: int) -> float | None:
@@ -75,11 +67,21 @@ def _recent(name: str) -> list[JobRun]:
                               .order_by(JobRun.created_at.desc(), JobRun.id.desc()).limit(CHART_RUNS)).all()
 
 
+def health(state: str, last: LastRun | None, finished: JobRun | None) -> str:
+    """An on-time task's state from its newest finished run; never "healthy" before one succeeded."""
+    if state != "on time":
+        return state
+    if finished is not None:
+        return "healthy" if finished.status == "succeeded" else "failing"
+    return "not run yet" if last is None else "pending"
+
+
 def tasks(now: datetime) -> list[TaskRow]:
     periodic = db.session.scalars(select(PeriodicTask).order_by(PeriodicTask.name)).all()
     names = sorted({t.task for t in periodic})
     since = now - WEEK
-    stats = _week_stats(names, since) if names else {}
+    stats = week_stats(names, since)
+    lasts = last_runs(periodic)
     medians: dict[str, float | None] = {}
     recents: dict[str, list[JobRun]] = {}
     for name in names:
@@ -89,10 +91,9 @@ def tasks(now: datetime) -> list[TaskRow]:
     rows = []
     for t in periodic:
         recent = recents.get(t.task, [])
-        last = recent[0] if recent else None
-        state, reason = state_of(t, now)
-        if state == "on time":
-            state = "failing" if last is not None and last.status != "succeeded" else "healthy"
+        last = lasts[t.id]
+        state, reason = state_of(t, now, last)
+        state = health(state, last, recent[0] if recent else None)
         upcoming = next_runs(t, now, 1)
         runs, ok = stats.get(t.task, (0, 0))
         rows.append(TaskRow(task=t, state=state, schedule=describe(t), next_run=upcoming[0] if upcoming else None,

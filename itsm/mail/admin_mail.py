@@ -72,11 +72,12 @@ def alert_late_schedules(now: datetime) -> dict:
     recipients = admins_wanting("notify_system_failures") if found.late or found.invalid else []
     planned = []
     for task in found.late:
-        since = late_since(task)
+        last = found.last.get(task.id)
+        since = late_since(task, last)
         for admin in recipients:
             planned.append((_key("late", task.id, since.isoformat(), admin.id),
                             ("system_failure", admin.email, f"[itsm] Schedule {task.name} is late", "schedule_late"),
-                            {"task": task, "since": since.astimezone(zone_of(task)), "now": now}))
+                            {"task": task, "since": since.astimezone(zone_of(task)), "now": now, "last": last}))
     for task, reason in found.invalid:
         definition = service.definition_hash(task)
         for admin in recipients:

@@ -14,6 +14,7 @@ from itsm.extensions import db
 from itsm.mail.models import EmailMessage, deferred
 from itsm.recurring.models import RecurringTicketRun
 from itsm.schedules.describe import troubles
+from itsm.templating import local_dt
 from itsm.users.models import User
 
 BACKUP_STALE = timedelta(hours=36)  # a nightly backup older than this means one was missed
@@ -70,6 +71,10 @@ def operational(until: datetime, backups: dashboard.Backups, hours: int = 24) ->
     return report
 
 
+def _last_run_words(last) -> str:
+    return "not run yet" if last is None else f"{local_dt(last.at)} {current_app.config['TIME_ZONE']}"
+
+
 @dataclass
 class Item:
     title: str
@@ -96,8 +101,9 @@ def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
     found = troubles(now)
     late, invalid = [t.name for t in found.late], [t.name for t, _ in found.invalid]
     if late:
+        ran = "; ".join(f"{t.name} {_last_run_words(found.last.get(t.id))}" for t in found.late[:5])
         items.append(Item(f"{len(late)} schedule(s) late: {', '.join(late[:5])}",
-                          "Check that the scheduler and a worker are running.", "/admin/schedules"))
+                          f"Last run: {ran}. Check that the scheduler and a worker are running.", "/admin/schedules"))
     if invalid:
         items.append(Item(f"{len(invalid)} schedule(s) invalid: {', '.join(invalid[:5])}",
                           "They cannot be evaluated and do not run: edit or disable them.", "/admin/schedules"))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.schedules import service, sync
+from itsm.schedules import lastrun, service, sync
 from itsm.schedules.describe import describe, late_status, next_runs
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.validation import ValidationError
+from itsm.templating import local_dt
 from jobs.exceptions import JobsError
 from jobs.schedule import entries
 
@@ -41,6 +43,10 @@ def list_command() -> None:
     rows = db.session.scalars(db.select(PeriodicTask).order_by(PeriodicTask.name)).unique().all()
     if not rows:
         click.echo("No periodic jobs. Run `flask schedules sync`.")
+    else:
+        click.echo(f"Last runs in {current_app.config['TIME_ZONE']}; next runs in each schedule's zone.")
+    lasts = lastrun.last_runs(rows)
+    week = lastrun.week_stats({r.task for r in rows}, now - lastrun.WEEK)
     for row in rows:
         flags = [f for f, on in (("disabled", not row.enabled), ("overridden", row.overridden),
                                  ("one-off", row.one_off)) if on]
@@ -48,8 +54,11 @@ def list_command() -> None:
         click.echo(f"    schedule  {describe(row)}")
         upcoming = ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in next_runs(row, now, 3)) or "none"
         click.echo(f"    next      {upcoming}")
-        last = row.last_run_at.strftime("%Y-%m-%d %H:%M:%S UTC") if row.last_run_at else "never"
-        click.echo(f"    last run  {last}, {row.total_run_count} run(s) in all; {late_status(row, now)}")
+        last = lasts[row.id]
+        when = "not run yet" if last is None else local_dt(last.at) + (f" ({last.status})" if last.status else "")
+        finished = week.get(row.task, (0, 0))[0]
+        click.echo(f"    last run  {when}; {finished} finished run(s) in the last 7 days; "
+                   f"{late_status(row, now, last)}")
 
 
 @schedules_cli.command("run")
@@ -58,7 +67,10 @@ def run_command(name: str) -> None:
     """Enqueue a periodic job now (outside its schedule)."""
     row = db.session.scalar(db.select(PeriodicTask).where(PeriodicTask.name == name))
     if row is None:
-        known = ", ".join(db.session.scalars(db.select(PeriodicTask.name).order_by(PeriodicTask.name))) or "none"
+        known = ", ".join(db.session.scalars(db.select(PeriodicTask.name).order_by(PeriodicTask.name)))
+        if not known:
+            raise click.ClickException(f"no periodic job named {name!r}: this database has none yet; "
+                                       "run `flask schedules sync` first")
         raise click.ClickException(f"no periodic job named {name!r} (known: {known})")
     try:
         handle = service.run_now(row)

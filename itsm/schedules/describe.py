@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 from cron_descriptor import ExpressionDescriptor, Options
 from flask import current_app
 
-from itsm.schedules import evaluation, service
+from itsm.schedules import evaluation, lastrun, service
+from itsm.schedules.lastrun import LastRun
 from itsm.schedules.models import PeriodicTask
 from itsm.zones import is_known_zone
 from jobs import ticks
@@ -87,16 +88,42 @@ def next_runs(row: PeriodicTask, now: datetime, count: int = 3) -> list[datetime
     return [t.astimezone(zone) for t in runs]
 
 
+@dataclass
+class Preview:
+    words: str
+    runs: list[datetime]  # in ``zone``
+    zone: str
+    enabled: bool
+
+
+def preview(d, now: datetime, count: int = 5) -> Preview:
+    """The next runs of a definition that is not saved (the edit form's *Preview*), in the schedule's
+    zone. Worked out on a row outside the session: nothing is written."""
+    from dataclasses import replace
+
+    row = PeriodicTask()
+    service.apply(row, replace(d, enabled=True))
+    return Preview(describe(row), next_runs(row, now, count), zone_of(row).key, d.enabled)
+
+
 def period_of(row: PeriodicTask, now: datetime) -> timedelta | None:
     return evaluation.attempt(row, lambda spec: ticks.typical_period(spec, now), None)[0]
 
 
-def late_since(row: PeriodicTask) -> datetime:
-    """Where lateness is counted from: the last run, else the last change, else the creation."""
-    return row.last_run_at or row.date_changed or row.created_at
+_UNREAD = object()  # the last run was not given: read it (one row's pages; lists pass theirs)
 
 
-def is_late(row: PeriodicTask, now: datetime) -> bool:
+def _last(row: PeriodicTask, last) -> LastRun | None:
+    return lastrun.last_run(row) if last is _UNREAD else last
+
+
+def late_since(row: PeriodicTask, last=_UNREAD) -> datetime:
+    """Where lateness is counted from: the last run (``lastrun``), else the last change, else the creation."""
+    last = _last(row, last)
+    return last.at if last is not None else row.date_changed or row.created_at
+
+
+def is_late(row: PeriodicTask, now: datetime, last=_UNREAD) -> bool:
     """Not run within twice its period plus a grace (only once it has had the chance). An invalid task
     is not late: it is invalid."""
     if not row.enabled or row.one_off:
@@ -104,7 +131,7 @@ def is_late(row: PeriodicTask, now: datetime) -> bool:
     period = period_of(row, now)
     if period is None:
         return False
-    return now - late_since(row) > 2 * period + LATE_GRACE
+    return now - late_since(row, last) > 2 * period + LATE_GRACE
 
 
 @dataclass
@@ -113,19 +140,21 @@ class Troubles:
 
     late: list[PeriodicTask] = field(default_factory=list)
     invalid: list[tuple[PeriodicTask, str]] = field(default_factory=list)
+    last: dict[int, LastRun | None] = field(default_factory=dict)  # every enabled task's last run, by id
 
 
 def troubles(now: datetime) -> Troubles:
     """For /readyz, the alerts and the admin digest; by name."""
     from itsm.extensions import db
 
-    found = Troubles()
-    for row in db.session.scalars(db.select(PeriodicTask).where(PeriodicTask.enabled.is_(True))
-                                  .order_by(PeriodicTask.name)).unique():
+    rows = db.session.scalars(db.select(PeriodicTask).where(PeriodicTask.enabled.is_(True))
+                              .order_by(PeriodicTask.name)).unique().all()
+    found = Troubles(last=lastrun.last_runs(rows))
+    for row in rows:
         reason = invalid_reason(row, now)
         if reason:
             found.invalid.append((row, reason))
-        elif is_late(row, now):
+        elif is_late(row, now, found.last[row.id]):
             found.late.append(row)
     return found
 
@@ -134,16 +163,16 @@ def late_tasks(now: datetime) -> list[PeriodicTask]:
     return troubles(now).late
 
 
-def state_of(row: PeriodicTask, now: datetime) -> tuple[str, str | None]:
+def state_of(row: PeriodicTask, now: datetime, last=_UNREAD) -> tuple[str, str | None]:
     """("invalid", reason), ("disabled", None), ("late", None) or ("on time", None)."""
     reason = invalid_reason(row, now)
     if reason:
         return "invalid", reason
     if not row.enabled:
         return "disabled", None
-    return ("late" if is_late(row, now) else "on time"), None
+    return ("late" if is_late(row, now, last) else "on time"), None
 
 
-def late_status(row: PeriodicTask, now: datetime) -> str:
-    state, reason = state_of(row, now)
+def late_status(row: PeriodicTask, now: datetime, last=_UNREAD) -> str:
+    state, reason = state_of(row, now, last)
     return f"INVALID: {reason}" if state == "invalid" else state.upper() if state == "late" else state

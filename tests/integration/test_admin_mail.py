@@ -126,3 +126,39 @@ def test_a_late_schedule_is_told_once_per_episode(app, ids, runner):
         db.session.execute(sa.update(PeriodicTask).values(last_run_at=now))
         db.session.commit()
         assert alert_late_schedules(now) == {"late": [], "invalid": [], "queued": 0}
+
+
+def test_late_alerts_and_the_digest_count_a_manual_run_as_the_last_run(app, ids, runner):
+    from zoneinfo import ZoneInfo
+
+    from itsm.templating import local_dt
+
+    now = utcnow()
+    assert runner.invoke(args=["schedules", "sync"]).exit_code == 0
+    with app.app_context():
+        prefer(ids.admin, notify_system_failures=True, notify_admin_actions=True, notify_operational=False)
+        db.session.execute(sa.update(PeriodicTask).values(last_run_at=now))
+        db.session.execute(sa.update(PeriodicTask).where(PeriodicTask.name == "automation-ping").values(
+            last_run_at=None, created_at=now - timedelta(hours=3), date_changed=now - timedelta(hours=3)))
+        db.session.commit()
+        assert alert_late_schedules(now)["late"] == ["automation-ping"]
+        [alert] = mails("system_failure")
+        assert "it has not run yet since it was set up or last changed" in alert.body_text
+        # Run by hand (Run now, the CLI) two hours ago, never by its ticks: that is its last run.
+        manual = now - timedelta(hours=2)
+        db.session.add(JobRun(job_id="by-hand", task_name="diagnostics.ping", queue="default", status="succeeded",
+                              created_at=manual, started_at=manual, finished_at=manual))
+        db.session.commit()
+        assert alert_late_schedules(now)["queued"] == 1  # a new episode, counted from the manual run
+        newest = mails("system_failure")[-1].body_text
+        zone = ZoneInfo(app.config["TIME_ZONE"])
+        assert f"it last ran {manual.astimezone(zone):%Y-%m-%d %H:%M %Z}." in newest
+        assert send_daily_digests(now)["queued"] == 1
+        [digest] = mails("admin_actions")
+        assert "1 schedule(s) late: automation-ping" in digest.body_text
+        assert f"Last run: automation-ping {local_dt(manual)}" in digest.body_text
+        # Run by hand a minute ago: not late.
+        db.session.add(JobRun(job_id="by-hand-2", task_name="diagnostics.ping", queue="default", status="queued",
+                              created_at=now - timedelta(minutes=1)))
+        db.session.commit()
+        assert alert_late_schedules(now) == {"late": [], "invalid": [], "queued": 0}

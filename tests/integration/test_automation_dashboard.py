@@ -50,6 +50,8 @@ def test_states_figures_and_failures(app, client, auth, synced, redis):
         ping = db.session.scalar(sa.select(PeriodicTask).where(PeriodicTask.name == "automation-ping"))
         ping.last_run_at = utcnow() - timedelta(hours=3)
         db.session.execute(sa.update(PeriodicTask).where(PeriodicTask.name == "purge-job-runs").values(enabled=False))
+        db.session.execute(sa.update(PeriodicTask).where(PeriodicTask.name == "backup-database")
+                           .values(last_run_at=None))
         db.session.add(EmailMessage(kind="test", to_address="x@example.com", subject="s", body_text="b",
                                     status="failed", attempts=6))
         db.session.add(EmailMessage(kind="test", to_address="y@example.com", subject="s", body_text="b",
@@ -60,13 +62,18 @@ def test_states_figures_and_failures(app, client, auth, synced, redis):
         assert (recurring.state, recurring.runs, recurring.succeeded, recurring.median) == ("failing", 4, 3, 2.5)
         assert rows["archive-done-tickets"].median == pytest.approx(0.3)
         assert rows["automation-ping"].state == "late" and rows["purge-job-runs"].state == "disabled"
-        assert rows["backup-database"].state == "healthy" and rows["backup-database"].runs == 0
+        # Never run: not "healthy" (nothing has succeeded), and not late (it has not had the chance).
+        assert rows["backup-database"].state == "not run yet" and rows["backup-database"].runs == 0
+        assert rows["backup-database"].last is None
+        assert rows["archive-done-tickets"].state == "healthy"
     auth.login()
     page = client.get("/admin/automation").get_data(as_text=True)
     recurring_row = row_of(page, "process-recurring-tickets")
     assert "failing" in recurring_row and "75.0%" in recurring_row and "2.500 s" in recurring_row
     assert recurring_row.count("<rect") == 5 and 'class="bar error"' in recurring_row  # the duration chart
     assert "late" in row_of(page, "automation-ping") and "disabled" in row_of(page, "purge-job-runs")
+    never = re.search(r'<tr class="state-not-run-yet">\s*<td><a [^>]+>backup-database</a>.*?</tr>', page, re.S)
+    assert never and '<span class="muted">not run yet</span>' in never.group(0) and "healthy" not in never.group(0)
     failures = page.split('id="failures"')[1].split("</section>")[0]
     assert "BoomError" in failures and "disk full" in failures
     outbox = page.split('id="outbox-status"')[1]

@@ -125,8 +125,19 @@ def test_toggle_override_badge_and_reset(app, client, auth):
     auth.login()
     auth.post(f"/admin/schedules/{task_id}/toggle")
     page = client.get("/admin/schedules").get_data(as_text=True)
-    assert "overridden" in page and "disabled" in page and "Reset to default" in page
-    auth.post(f"/admin/schedules/{task_id}/reset")
+    assert "overridden" in page and "disabled" in page
+    # Reset to default asks first: a link to a page that says what changes, with the real (CSRF) button.
+    assert f'href="/admin/schedules/{task_id}/reset">Reset to default</a>' in page
+    assert f'action="/admin/schedules/{task_id}/reset"' not in page
+    confirm = client.get(f"/admin/schedules/{task_id}/reset").get_data(as_text=True)
+    assert "Reset ping to the code's default?" in confirm
+    assert re.search(r"<td>enabled</td><td[^>]*>false</td><td[^>]*>true</td>", confirm)
+    assert f'<form method="post" action="/admin/schedules/{task_id}/reset"' in confirm
+    assert 'name="csrf_token"' in confirm
+    with app.app_context():
+        assert db.session.get(PeriodicTask, task_id).overridden  # asking changed nothing
+    assert client.post(f"/admin/schedules/{task_id}/reset").status_code == 400  # no token, no reset
+    assert auth.post(f"/admin/schedules/{task_id}/reset").status_code == 302
     with app.app_context():
         row = db.session.get(PeriodicTask, task_id)
         assert row.enabled and not row.overridden
@@ -156,8 +167,18 @@ def test_run_now_and_history(app, client, auth):
     assert "enqueued now" in response.get_data(as_text=True)
     with app.app_context():
         assert db.session.scalar(sa.select(JobRun.task_name)) == "t.add"
-    assert "It has not fired yet." in client.get(f"/admin/schedules/{task_id}/history").get_data(as_text=True)
+    history = client.get(f"/admin/schedules/{task_id}/history").get_data(as_text=True)
+    assert "It has not run yet." not in history  # the manual run is listed, as such
+    assert '<tr class="source-manual">' in history and '<span class="badge run-queued">queued</span>' in history
+    assert "not run yet" not in client.get("/admin/schedules").get_data(as_text=True)
     assert client.get("/admin/schedules/9999/history").status_code == 404
+
+
+def test_a_task_that_never_ran_says_so(app, client, auth):
+    task_id = registry_row(app)
+    auth.login()
+    assert "It has not run yet." in client.get(f"/admin/schedules/{task_id}/history").get_data(as_text=True)
+    assert '<span class="muted">not run yet</span>' in client.get("/admin/schedules").get_data(as_text=True)
 
 
 def test_plan_a_one_off_run(app, client, auth):
@@ -179,11 +200,20 @@ def test_cli_sync_list_and_run(app, runner):
     assert "created   automation-ping" in runner.invoke(args=["schedules", "sync"]).output
     assert "nothing changed" in runner.invoke(args=["schedules", "sync"]).output
     listing = runner.invoke(args=["schedules", "list"])
-    assert listing.exit_code == 0 and "every 10 minutes" in listing.output and "never" in listing.output
+    assert listing.exit_code == 0 and "every 10 minutes" in listing.output
+    assert "last run  not run yet; 0 finished run(s)" in listing.output
     ran = runner.invoke(args=["schedules", "run", "automation-ping"])
     assert ran.exit_code == 0 and "Enqueued automation-ping" in ran.output
     missing = runner.invoke(args=["schedules", "run", "nope"])
-    assert missing.exit_code != 0 and "no periodic job named 'nope'" in missing.output
+    assert missing.exit_code != 0 and "no periodic job named 'nope' (known: admin-digests, " in missing.stderr
+    assert "flask schedules sync" not in missing.stderr
+
+
+def test_cli_run_on_a_database_never_synced_says_to_sync(app, runner):
+    missing = runner.invoke(args=["schedules", "run", "backup-database"])
+    assert missing.exit_code == 1 and missing.stdout == ""
+    assert "no periodic job named 'backup-database'" in missing.stderr
+    assert "run `flask schedules sync` first" in missing.stderr and "known: none" not in missing.stderr
 
 
 def test_late_detection(app):
@@ -203,3 +233,34 @@ def test_late_detection(app):
         assert is_late(row, now)
         service.save(replace(service.definition_of(row), enabled=False), row)
         assert not is_late(row, now)
+
+
+def test_preview_shows_the_next_runs_in_the_schedules_zone_without_saving(app, client, auth):
+    auth.login()
+    response = auth.post("/admin/schedules/new", {**FORM, "timezone": "Europe/Berlin", "preview": "1"})
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    preview = html.split('id="schedule-preview"', 1)[1].split("</section>", 1)[0]
+    runs = re.findall(r"<time[^>]*>([^<]+)</time>", preview)
+    assert len(runs) == 5 and all(re.fullmatch(r"\d{4}-\d\d-\d\d 09:00 CES?T", r) for r in runs)
+    assert "At 09:00 AM, Monday through Friday (Europe/Berlin)" in preview and "Europe/Berlin" in preview
+    assert 'value="weekday report"' in html  # the form comes back as it was filled in
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(PeriodicTask.id))) == 0
+
+
+def test_preview_of_an_edit_saves_nothing_and_bad_input_is_shown_next_to_its_field(app, client, auth):
+    task_id = registry_row(app)
+    auth.login()
+    form = {**FORM, "name": "ping", "minute": "*/15", "hour": "*", "day_of_week": "*", "timezone": "UTC",
+            "preview": "1"}
+    html = auth.post(f"/admin/schedules/{task_id}/edit", form).get_data(as_text=True)
+    runs = re.findall(r"<time[^>]*>([^<]+)</time>", html.split('id="schedule-preview"', 1)[1])
+    assert len(runs) == 5 and all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:(00|15|30|45) UTC", r) for r in runs)
+    bad = auth.post(f"/admin/schedules/{task_id}/edit", {**form, "minute": "99"})
+    assert bad.status_code == 400 and 'id="schedule-preview"' not in bad.get_data(as_text=True)
+    assert "Invalid cron field '99'" in " ".join(errors(bad.get_data(as_text=True)))
+    assert client.post(f"/admin/schedules/{task_id}/edit", data=form).status_code == 400  # no CSRF token
+    with app.app_context():
+        row = db.session.get(PeriodicTask, task_id)
+        assert row.kind == "interval" and row.interval.every == 10 and not row.overridden
