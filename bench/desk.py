@@ -128,7 +128,7 @@ def check_pages(client, pages: dict, expected: dict, per_page: int) -> list[str]
     """Compare what the pages show with the generated data; returns problems found."""
     problems = []
     for label, key in (("list", "open"), ("filtered", "filtered"), ("search", "printer")):
-        shown = re.search(r"(\d+) tickets?</p>", client.get(pages[label]).text)
+        shown = re.search(r"(\d+) tickets? ·", client.get(pages[label]).text)  # "N tickets · sorted ..."
         if not shown or int(shown.group(1)) != expected[key]:
             problems.append(f"{label}: shows {shown and shown.group(1)} tickets, expected {expected[key]}")
     last = math.ceil(expected["open"] / per_page)
@@ -192,13 +192,23 @@ def bench_db(kind: str, data: tuple, args) -> dict:
             assert login.status_code == 302, f"login failed: HTTP {login.status_code}"
             deep = min(500, math.ceil(expected["open"] / app.config["TICKETS_PER_PAGE"]))  # 500 at 100k tickets
             pages = {"healthz": "/healthz", "list": "/tickets", "filtered": "/tickets?column=2&priority=high",
-                     "search": "/tickets?q=printer", f"page {deep}": f"/tickets?page={deep}", "board": "/board"}
+                     "search": "/tickets?q=printer", f"page {deep}": f"/tickets?page={deep}", "board": "/board",
+                     "least urgent": "/tickets?sort=priority_lowest", f"least recently updated, page {deep}":
+                     f"/tickets?sort=updated_oldest&page={deep}"}
             problems = check_pages(client, pages, expected, app.config["TICKETS_PER_PAGE"])
             figures = {label: [] for label in pages}
             for run in range(args.runs):
                 for label, page in pages.items():
                     figures[label].append(timed(client, page, args.repeat))
                 print(f"{kind}: run {run + 1}/{args.runs} done", flush=True)
+            # The CSV export of every open ticket, streamed: one request, read to the end.
+            start = perf_counter()
+            response = client.get("/tickets/export.csv")
+            lines = response.get_data().count(b"\r\n")
+            export = (perf_counter() - start, lines - 1)
+            if export[1] != expected["open"]:
+                problems.append(f"export: {export[1]} rows, expected {expected['open']}")
+            print(f"{kind}: CSV export of {export[1]} tickets in {export[0]:.2f} s", flush=True)
             plans = []
             if kind == "postgresql":
                 for label in ("list", "search", f"page {deep}"):
@@ -208,7 +218,8 @@ def bench_db(kind: str, data: tuple, args) -> dict:
                 db.engine.dispose()
     summary = {label: (statistics.median(m for m, _ in runs), statistics.median(p for _, p in runs))
                for label, runs in figures.items()}
-    return {"seed_s": seed_s, "analyze_s": analyze_s, "pages": summary, "plans": plans, "problems": problems}
+    return {"seed_s": seed_s, "analyze_s": analyze_s, "pages": summary, "plans": plans, "problems": problems,
+            "export": export}
 
 
 def table(results: dict) -> list[str]:
@@ -233,6 +244,8 @@ def write_results(results: dict, args, generate_s: float) -> None:
               "Baseline: `/healthz` through the same client in the same run.", "", *table(results), ""]
     for kind, result in results.items():
         lines += [f"- {kind} check: {p}" for p in result["problems"]] or [f"- {kind}: page contents checked OK"]
+    lines += [f"- {kind}: CSV export of the {r['export'][1]} open tickets (`/tickets/export.csv`, streamed) in "
+              f"{r['export'][0]:.2f} s" for kind, r in results.items()]
     plans = [line for r in results.values() for line in r["plans"]]
     if plans:
         lines += ["", "PostgreSQL EXPLAIN (ANALYZE, BUFFERS) summary:", "", "```", *plans, "```"]

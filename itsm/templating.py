@@ -25,8 +25,8 @@ def in_zone(value: datetime | None, tz: str, fmt: str = "%Y-%m-%d %H:%M %Z") -> 
     return value.astimezone(ZoneInfo(tz)).strftime(fmt)
 
 
-def url_with(**params) -> str:
-    """The current URL with some query parameters replaced (None removes one)."""
+def url_with(_path: str | None = None, **params) -> str:
+    """The current URL (or ``_path`` with the current query) with some query parameters replaced (None removes one)."""
     args = request.args.to_dict()
     for key, value in params.items():
         if value is None:
@@ -34,7 +34,7 @@ def url_with(**params) -> str:
         else:
             args[key] = value
     query = urlencode(args)
-    return request.path + ("?" + query if query else "")
+    return (_path or request.path) + ("?" + query if query else "")
 
 
 def register(app: Flask) -> None:

@@ -79,8 +79,38 @@ SORTS = {
     "newest": "Newest first",
     "oldest": "Oldest first",
     "updated": "Recently updated",
+    "updated_oldest": "Least recently updated",
     "priority": "Most urgent first",
+    "priority_lowest": "Least urgent first",
 }
+# The most tickets one bulk action changes: two full pages of the list.
+BULK_MAX = 100
+
+
+class BulkForm(FlaskForm):
+    """Bulk actions on the tickets ticked in the list; a blank select leaves that field alone."""
+
+    assign_to = SelectField("Assign to", filters=[strip], validators=[Optional()])
+    move_to = SelectField("Move to", filters=[strip], validators=[Optional()])
+    set_priority = SelectField("Priority", filters=[strip], validators=[Optional()])
+
+    def fill_choices(self) -> None:
+        self.assign_to.choices = options([("", "No change"), ("none", "Unassigned")] + [
+            (str(u.id), u.display_name) for u in active_users()])
+        self.move_to.choices = options([("", "No change")] + [(str(c.id), c.name) for c in ordered_columns()])
+        self.set_priority.choices = options([("", "No change")] + [
+            (str(v), n.capitalize()) for v, n in PRIORITIES.items()])
+
+    def changes(self) -> dict:
+        """The chosen field values, in update_ticket's terms."""
+        values = {}
+        if self.assign_to.data:
+            values["assignee_id"] = None if self.assign_to.data == "none" else int(self.assign_to.data)
+        if self.move_to.data:
+            values["column_id"] = int(self.move_to.data)
+        if self.set_priority.data:
+            values["priority"] = int(self.set_priority.data)
+        return values
 
 
 class FilterForm(Form):

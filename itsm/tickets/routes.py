@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user, login_required
 
 from itsm.auth.routes import safe_next
@@ -13,9 +24,10 @@ from itsm.formutil import options
 from itsm.recurring import forms as recurrence_forms
 from itsm.recurring import service as recurring
 from itsm.tickets import service
-from itsm.tickets.forms import ActionForm, CommentForm, FilterForm, MoveForm, TicketForm
+from itsm.tickets.export import csv_lines
+from itsm.tickets.forms import BULK_MAX, SORTS, ActionForm, BulkForm, CommentForm, FilterForm, MoveForm, TicketForm
 from itsm.tickets.models import Comment, Ticket, TicketEvent
-from itsm.tickets.queries import Page, filter_conditions, page_number, ticket_page
+from itsm.tickets.queries import HEADER_SORTS, Page, export_rows, filter_conditions, page_number, ticket_page
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 
@@ -33,26 +45,96 @@ def get_ticket_or_404(ticket_id: int) -> Ticket:
     return ticket
 
 
-@bp.get("")
-def index():
+def _filters() -> tuple[FilterForm, list | None]:
+    """The list's filter form and, when it is valid, its WHERE clauses."""
     form = FilterForm(request.args)
     form.fill_choices()
-    number = page_number()
     if not form.validate():
-        return render_template("tickets/list.html", form=form, page=None, action_form=ActionForm()), 400
+        return form, None
     data = form.data
     recurring_view = data["archived"] == "recurring"
-    conditions = filter_conditions(
+    return form, filter_conditions(
         q=data["q"] or "", column="" if recurring_view else data["column"] or "", assignee=data["assignee"] or "",
         priority=data["priority"] or "", archived=data["archived"] == "1", me_id=current_user.id,
         recurring=recurring_view,
     )
-    page = ticket_page(conditions, data["sort"] or "newest", number, current_app.config["TICKETS_PER_PAGE"],
+
+
+def _render_list(form: FilterForm, conditions: list | None, bulk_form: BulkForm | None = None,
+                 selection_error: str = "", selected: frozenset = frozenset()):
+    if bulk_form is None:
+        bulk_form = BulkForm(formdata=None)
+        bulk_form.fill_choices()
+    context = {"form": form, "action_form": ActionForm(), "bulk_form": bulk_form, "header_sorts": HEADER_SORTS,
+               "selection_error": selection_error, "selected": selected, "SORTS": SORTS}
+    if conditions is None:
+        return render_template("tickets/list.html", page=None, **context), 400
+    number = page_number()
+    recurring_view = form.archived.data == "recurring"
+    page = ticket_page(conditions, form.sort.data or "newest", number, current_app.config["TICKETS_PER_PAGE"],
                        recurring=recurring_view)
     if number > page.pages:
         abort(404, f"There is no page {number}; the last page is {page.pages}.")
-    return render_template("tickets/list.html", form=form, page=page, action_form=ActionForm(),
-                           recurring_view=recurring_view, summary=recurring.summary)
+    status = 400 if bulk_form.errors or selection_error else 200
+    return render_template("tickets/list.html", page=page, recurring_view=recurring_view,
+                           summary=recurring.summary, **context), status
+
+
+@bp.get("")
+def index():
+    return _render_list(*_filters())
+
+
+def _selected_tickets() -> tuple[list[Ticket], str, frozenset]:
+    """The ticked tickets, or a message saying what is wrong with the selection."""
+    raw = request.form.getlist("ticket_id")
+    if not raw:
+        return [], "Tick at least one ticket.", frozenset()
+    if len(raw) > BULK_MAX:
+        return [], f"Select at most {BULK_MAX} tickets at a time.", frozenset()
+    if not all(v.isascii() and v.isdigit() and len(v) <= 9 for v in raw):
+        return [], "The selection holds something that is not a ticket number. Reload the page.", frozenset()
+    ids = frozenset(int(v) for v in raw)
+    tickets = db.session.scalars(
+        db.select(Ticket).where(Ticket.id.in_(ids), Ticket.is_recurring.is_(False)).order_by(Ticket.id)).all()
+    missing = sorted(ids - {t.id for t in tickets})
+    if missing:
+        return [], "No such ticket: " + ", ".join(f"#{n}" for n in missing) + ".", ids
+    return tickets, "", ids
+
+
+@bp.post("")
+def bulk():
+    """Apply the bulk form to the ticked tickets, each change recorded as a single edit would be."""
+    form, conditions = _filters()
+    bulk_form = BulkForm()
+    bulk_form.fill_choices()
+    valid = bulk_form.validate_on_submit()
+    tickets, selection_error, selected = _selected_tickets()
+    if valid and not selection_error and not bulk_form.changes():
+        bulk_form.form_errors.append("Choose an assignee, a column or a priority to change.")
+    if not valid or selection_error or bulk_form.form_errors:
+        return _render_list(form, conditions, bulk_form, selection_error, selected)
+    changes = bulk_form.changes()
+    changed = sum(bool(service.update_ticket(t, current_user, **changes)) for t in tickets)
+    db.session.commit()
+    unchanged = len(tickets) - changed
+    flash(f"{changed} ticket{'' if changed == 1 else 's'} updated"
+          + (f"; {unchanged} already had {'that value' if len(changes) == 1 else 'these values'}." if unchanged
+             else "."), "success" if changed else "info")
+    return redirect(request.full_path.rstrip("?"))
+
+
+@bp.get("/export.csv")
+def export():
+    """The current filter's tickets as CSV, streamed: rows are read in batches as the download goes."""
+    form, conditions = _filters()
+    if conditions is None:
+        return _render_list(form, conditions)
+    rows = export_rows(conditions, form.sort.data or "newest", current_app.config["TICKETS_EXPORT_BATCH"])
+    filename = f"tickets-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(stream_with_context(csv_lines(rows)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def _preview(form) -> list:

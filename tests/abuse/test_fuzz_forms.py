@@ -208,6 +208,7 @@ class Desk:
 EXPECTED_FORMS = {
     "auth.login", "account.forgot_password", "account.reset_password", "account.accept_invitation",
     "unsubscribe.unsubscribe", "tickets.new", "tickets.edit", "tickets.comment", "tickets.move", "tickets.archive",
+    "tickets.bulk",
     "recurring.pause", "admin.users", "admin.edit_user", "admin.board_columns", "admin.edit_column",
     "admin.delete_column", "holidays.index", "holidays.delete", "settings.index", "outbox.test", "outbox.retry",
     "schedules.new", "schedules.edit", "schedules.one_off", "schedules.toggle", "automation.run_again",

@@ -93,10 +93,10 @@ def test_procfile_from_a_clean_checkout(tmp_path, redis, page):
 
         def occurrence_shown():
             page.goto(template_url)
-            return page.locator("#occurrences + table tbody tr").count() == 1
+            return page.locator("#occurrences + .table-wrap table tbody tr").count() == 1
 
         wait_for(occurrence_shown, timeout=60, interval=1, message="the occurrence on the template page")
-        expect(page.locator("#occurrences + table")).to_contain_text("Deployment check")
+        expect(page.locator("#occurrences + .table-wrap table")).to_contain_text("Deployment check")
     finally:
         os.kill(honcho.pid, signal.SIGTERM)  # what a platform sends on shutdown
         try:
