@@ -8,6 +8,7 @@ from flask import abort, request
 from sqlalchemy import func, or_
 from sqlalchemy.orm import selectinload
 
+from itsm.dbtypes import same_name
 from itsm.extensions import db
 from itsm.tickets.models import PRIORITY_BY_NAME, Ticket
 
@@ -16,6 +17,7 @@ ORDERS = {
     "oldest": (Ticket.created_at.asc(), Ticket.id.asc()),
     "updated": (Ticket.updated_at.desc(), Ticket.id.desc()),
     "priority": (Ticket.priority.desc(), Ticket.created_at.desc(), Ticket.id.desc()),
+    "board": (Ticket.priority.desc(), Ticket.created_at.asc(), Ticket.id.asc()),  # the board's card order
 }
 
 
@@ -23,12 +25,19 @@ def escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def filter_conditions(*, q: str = "", column: str = "", assignee: str = "", priority: str = "",
+def filter_conditions(*, q: str = "", column: str = "", assignee: str = "", priority: str = "", category: str = "",
                       archived: bool = False, me_id: int | None = None, recurring: bool = False) -> list:
     """WHERE clauses for already-validated filter values: tickets, or (``recurring``) templates."""
     conditions = [Ticket.is_recurring.is_(recurring), Ticket.is_archived.is_(archived)]
     if column:
         conditions.append(Ticket.column_id == int(column))
+    return conditions + match_conditions(q=q, assignee=assignee, priority=priority, category=category, me_id=me_id)
+
+
+def match_conditions(*, q: str = "", assignee: str = "", priority: str = "", category: str = "",
+                     me_id: int | None = None) -> list:
+    """The filters the list and the board share (already validated)."""
+    conditions = []
     if assignee == "me":
         conditions.append(Ticket.assignee_id == me_id)
     elif assignee == "none":
@@ -37,6 +46,8 @@ def filter_conditions(*, q: str = "", column: str = "", assignee: str = "", prio
         conditions.append(Ticket.assignee_id == int(assignee))
     if priority:
         conditions.append(Ticket.priority == PRIORITY_BY_NAME[priority])
+    if category:
+        conditions.append(same_name(Ticket.category, category))  # "hardware" finds "Hardware"
     if q:
         pattern = f"%{escape_like(q)}%"
         # ILIKE is served by trigram indexes on PostgreSQL; SQLite's LIKE ignores ASCII case already.
