@@ -2,7 +2,7 @@
 
 Revision ID: 0015_board
 Revises: 0014_user_profile
-Create Date: 2026-12-04 09:00:00
+Create Date: 2026-12-03 07:00:00
 
 """
 from pathlib import Path
