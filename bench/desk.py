@@ -1,4 +1,4 @@
-"""Desk benchmark: server time of the ticket list, filters, search, deep paging and the board.
+"""Desk benchmark: server time of the ticket list, filters, search, deep paging and the board (also filtered).
 
 For SQLite (a temp file) and PostgreSQL (a throwaway ``itsm_bench_<random>`` database on
 127.0.0.1:5432, dropped at the end) it builds the schema with the migrations, seeds
@@ -135,9 +135,13 @@ def check_pages(client, pages: dict, expected: dict, per_page: int) -> list[str]
     deep = f"Page {min(500, last)} of {last}"
     if deep not in client.get(pages[f"page {min(500, last)}"]).text:
         problems.append(f"deep page: the pager does not say {deep!r}")
-    lanes = [int(c) for c in re.findall(r'<span class="count">(\d+)</span>', client.get("/board").text)]
+    board = client.get("/board").text
+    lanes = [int(c) for c in re.findall(r'<span class="count">(\d+)</span>', board)]
     if lanes != expected["lanes"]:
         problems.append(f"board: lane counts {lanes}, expected {expected['lanes']}")
+    shown = [re.findall(r'data-priority="(\d)"', lane) for lane in board.split('<section class="lane')[1:]]
+    if any(len(cards) != 25 or cards != sorted(cards, reverse=True) for cards in shown):
+        problems.append(f"board: not 25 cards per lane, most urgent first: {shown}")
     return problems
 
 
@@ -194,7 +198,8 @@ def bench_db(kind: str, data: tuple, args) -> dict:
             pages = {"healthz": "/healthz", "list": "/tickets", "filtered": "/tickets?column=2&priority=high",
                      "search": "/tickets?q=printer", f"page {deep}": f"/tickets?page={deep}", "board": "/board",
                      "least urgent": "/tickets?sort=priority_lowest", f"least recently updated, page {deep}":
-                     f"/tickets?sort=updated_oldest&page={deep}"}
+                     f"/tickets?sort=updated_oldest&page={deep}",
+                     "board filtered": "/board?assignee=3&priority=high", "board search": "/board?q=printer"}
             problems = check_pages(client, pages, expected, app.config["TICKETS_PER_PAGE"])
             figures = {label: [] for label in pages}
             for run in range(args.runs):

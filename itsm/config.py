@@ -149,7 +149,7 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "JOB_RUN_RETENTION_DAYS": _int(env, "JOB_RUN_RETENTION_DAYS", 90),
         "TICKETS_PER_PAGE": 50,
         "TICKETS_EXPORT_BATCH": 1000,  # rows per read of a CSV export
-        "BOARD_CARDS_PER_COLUMN": 50,
+        "BOARD_CARDS_PER_COLUMN": 25,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production,

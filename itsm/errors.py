@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+import json
+
+from flask import Flask, current_app, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -13,14 +15,30 @@ TITLES = {
     403: "Not allowed",
     404: "Not found",
     405: "Method not allowed",
+    409: "Changed meanwhile",
     500: "Something went wrong",
 }
 
 
+def wants_json() -> bool:
+    """A script asking for JSON (the board's fetch calls) rather than a browser asking for a page."""
+    return request.accept_mimetypes.best in ("application/json", "application/problem+json")
+
+
+def problem(code: int, message: str, **extra):
+    """An RFC 9457 problem document; ``error`` and ``message`` stay for older JSON clients."""
+    title = TITLES.get(code, "Error")
+    body = {"type": "about:blank", "title": title, "status": code, "detail": message,
+            "error": title, "message": message, **extra}
+    return current_app.response_class(json.dumps(body), status=code, mimetype="application/problem+json")
+
+
 def _render(code: int, message: str):
     title = TITLES.get(code, "Error")
-    if request.path.startswith(("/healthz", "/readyz")) or request.accept_mimetypes.best == "application/json":
+    if request.path.startswith(("/healthz", "/readyz")):
         return {"error": title, "message": message}, code
+    if wants_json():
+        return problem(code, message)
     return render_template("errors/error.html", code=code, title=title, message=message), code
 
 
@@ -44,7 +62,7 @@ def register(app: Flask) -> None:
     def http_error(err: HTTPException):
         if err.code in (301, 302, 303, 307, 308):
             return err
-        description = err.description if err.code in (400, 404, 403) and err.description else ""
+        description = err.description if err.code in (400, 404, 403, 409) and err.description else ""
         return _render(err.code or 500, description or _default_message(err.code))
 
     @app.errorhandler(Exception)

@@ -69,10 +69,13 @@ class CommentForm(FlaskForm):
 
 class MoveForm(FlaskForm):
     column_id = SelectField("Move to", coerce=int)
+    invalid_message = "Choose one of the board's columns to move the ticket to."
 
 
 class ActionForm(FlaskForm):
     """A button-only form: carries the CSRF token."""
+
+    invalid_message = "The form was missing its security token. Reload the page and try again."
 
 
 SORTS = {
@@ -82,6 +85,7 @@ SORTS = {
     "updated_oldest": "Least recently updated",
     "priority": "Most urgent first",
     "priority_lowest": "Least urgent first",
+    "board": "Most urgent, then oldest first",
 }
 # The most tickets one bulk action changes: two full pages of the list.
 BULK_MAX = 100
@@ -123,6 +127,7 @@ class FilterForm(Form):
     column = SelectField("Column", filters=[strip], validators=[Optional()])
     assignee = SelectField("Assignee", filters=[strip], validators=[Optional()])
     priority = SelectField("Priority", filters=[strip], validators=[Optional()])
+    category = StringField("Category", filters=[strip], validators=[Optional(), Length(max=80)])
     archived = SelectField("Show", choices=options([("0", "Open tickets"), ("1", "Archived tickets"),
                                                         ("recurring", "Recurring templates")]),
                            filters=[strip], validators=[Optional()])

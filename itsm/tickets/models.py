@@ -45,6 +45,8 @@ class Ticket(db.Model):
         Index("ix_tickets_recurring_archived_priority", "is_recurring", "is_archived", "priority", "created_at",
               "id"),
         Index("ix_tickets_column_archived_updated", "column_id", "is_archived", "updated_at", "id"),
+        # The board: each column's cards by priority, then oldest first (one range per priority).
+        Index("ix_tickets_column_archived_priority", "column_id", "is_archived", "priority", "created_at", "id"),
         # Auto-archive finds done tickets past the threshold, and an empty pass costs one index probe.
         Index("ix_tickets_archived_done", "is_archived", "done_at"),
         Index("ix_tickets_assignee_recurring_archived_created", "assignee_id", "is_recurring", "is_archived",

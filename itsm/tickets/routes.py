@@ -17,8 +17,10 @@ from flask import (
 from flask_login import current_user, login_required
 
 from itsm.auth.routes import safe_next
+from itsm.board import cards as board_cards
 from itsm.board.models import BoardColumn, first_column, ordered_columns
 from itsm.dbtypes import utcnow
+from itsm.errors import problem, wants_json
 from itsm.extensions import db
 from itsm.formutil import options
 from itsm.recurring import forms as recurrence_forms
@@ -55,8 +57,8 @@ def _filters() -> tuple[FilterForm, list | None]:
     recurring_view = data["archived"] == "recurring"
     return form, filter_conditions(
         q=data["q"] or "", column="" if recurring_view else data["column"] or "", assignee=data["assignee"] or "",
-        priority=data["priority"] or "", archived=data["archived"] == "1", me_id=current_user.id,
-        recurring=recurring_view,
+        priority=data["priority"] or "", category=data["category"] or "", archived=data["archived"] == "1",
+        me_id=current_user.id, recurring=recurring_view,
     )
 
 
@@ -260,20 +262,61 @@ def comment(ticket_id: int):
     return _render_detail(ticket, form, status=400)
 
 
+def _back(ticket: Ticket) -> str:
+    return safe_next(request.form.get("next")) or url_for("tickets.detail", ticket_id=ticket.id)
+
+
+def _card_action(ticket: Ticket, form, apply, done_message):
+    """A change made from a card or the ticket page: checked against what the page saw, then applied.
+
+    Forms carry ``seen``, the ticket's updated_at when the page was drawn; if the ticket changed since,
+    nothing is written and the answer is a 409 (a page, or for the board's script a problem document
+    with the card as it is now). JSON clients get the card after the change; forms get a redirect."""
+    if ticket.is_recurring:
+        abort(400, "A recurring template is not on the board; the tickets it opens are.")
+    if not form.validate_on_submit():
+        if "csrf_token" in form.errors:
+            abort(400, "The form was missing its security token or it expired. Reload the page and try again.")
+        abort(400, form.invalid_message)
+    seen = request.form.get("seen")
+    if seen is not None and board_cards.parse_version(seen) is None:
+        abort(400, "The form's 'seen' value is not a time with a zone; reload the page and try again.")
+    columns = ordered_columns()
+    back = _back(ticket)
+    if seen is not None and board_cards.parse_version(seen) != board_cards.version(ticket):
+        message = board_cards.conflict_message(ticket)
+        if wants_json():
+            return problem(409, message, **board_cards.card_payload(ticket, columns, back))
+        return render_template("errors/error.html", code=409, title="Changed meanwhile", message=message,
+                               back=back), 409
+    changed = apply()
+    if changed:
+        db.session.commit()
+    message = done_message() if changed else "Nothing to change."
+    if wants_json():
+        return {"message": message, "changed": bool(changed), **board_cards.card_payload(ticket, columns, back)}
+    if changed:
+        flash(message, "success")
+    return redirect(back)
+
+
 @bp.post("/<int:ticket_id>/move")
 def move(ticket_id: int):
     ticket = get_ticket_or_404(ticket_id)
-    if ticket.is_recurring:
-        abort(400, "A recurring template is not on the board; the tickets it opens are.")
     form = MoveForm()
     form.column_id.choices = options((c.id, c.name) for c in ordered_columns())
-    if not form.validate_on_submit():
-        abort(400, "Choose one of the board's columns to move the ticket to.")
-    column = db.session.get(BoardColumn, form.column_id.data)
-    if service.move_ticket(ticket, column, current_user):
-        db.session.commit()
-        flash(f"Ticket #{ticket.id} moved to {column.name}.", "success")
-    return redirect(safe_next(request.form.get("next")) or url_for("tickets.detail", ticket_id=ticket.id))
+    return _card_action(ticket, form,
+                        lambda: service.move_ticket(ticket, db.session.get(BoardColumn, form.column_id.data),
+                                                    current_user),
+                        lambda: f"Ticket #{ticket.id} moved to {ticket.column.name}.")
+
+
+@bp.post("/<int:ticket_id>/assign-to-me")
+def assign_to_me(ticket_id: int):
+    ticket = get_ticket_or_404(ticket_id)
+    return _card_action(ticket, ActionForm(),
+                        lambda: service.update_ticket(ticket, current_user, assignee_id=current_user.id),
+                        lambda: f"Ticket #{ticket.id} is assigned to you.")
 
 
 @bp.post("/<int:ticket_id>/archive")

@@ -34,7 +34,7 @@ def test_make_run_on_another_port_links_there_and_listens_on_loopback_only(tmp_p
         output = log_path.read_text()
         assert f"itsm is starting at   http://127.0.0.1:{port}/" in output, output
         # gunicorn logs its bind address before it answers.
-        assert f"Listening at: http://127.0.0.1:{port}" in output and "0.0.0.0" not in output, output
+        assert f"Listening at: http://127.0.0.1:{port}" in output and "0.0.0.0" not in output, output  # noqa: S104
         with sqlite3.connect(checkout / "instance" / "itsm.db") as conn:
             bodies = [row[0] for row in conn.execute("SELECT body_text FROM email_messages")]
         assert bodies, "the demo seed writes emails"

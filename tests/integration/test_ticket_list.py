@@ -85,8 +85,13 @@ def test_list_sorts_are_the_indexed_ones():
 
     indexes = {tuple(c.name for c in ix.columns) for ix in Ticket.__table__.indexes}
     assert set(SORTS) == set(SORT_KEYS)
-    for keys, _descending in SORT_KEYS.values():
-        assert ("is_recurring", "is_archived", *(k.name for k in keys)) in indexes
+    for name, keyed in SORT_KEYS.items():
+        names = tuple(c.name for c, _ in keyed)
+        if name == "board":  # offered filtered by column only (the board's "N more")
+            assert ("column_id", "is_archived", *names) in indexes
+            continue
+        assert len({descending for _, descending in keyed}) == 1, name  # one direction: one index range
+        assert ("is_recurring", "is_archived", *names) in indexes
 
 
 def events_of(ticket_id: int) -> list[TicketEvent]:
@@ -261,3 +266,17 @@ def test_csv_export_streams_reading_in_batches(app, client, auth, monkeypatch):
         event.remove(engine, "before_cursor_execute", count)
     assert [line.split(b",")[1] for line in rest.splitlines()] == [f"Batch ticket {n}".encode() for n in range(1, 5)]
     assert len(statements) == 3  # 2 + 2 + 1 rows: the third batch is short, so the export ends there
+
+
+def test_csv_export_in_the_boards_order_continues_across_batches(app, client, auth):
+    """The board's order runs in two directions (most urgent, then oldest): each batch still continues
+    exactly where the one before ended, with no row twice or missed."""
+    app.config["TICKETS_EXPORT_BATCH"] = 2
+    with app.app_context():
+        for n, priority in enumerate((2, 4, 2, 3, 4, 2, 1)):
+            factories.make_ticket(f"Mixed {n}", priority=priority)
+    auth.login()
+    listed = client.get("/tickets?sort=board&q=Mixed").get_data(as_text=True)
+    in_list = re.findall(r'<td class="title"><a href="/tickets/\d+">([^<]+)</a></td>', listed)
+    exported = [r[1] for r in read_csv(client.get("/tickets/export.csv?sort=board&q=Mixed"))[1:]]
+    assert exported == in_list == ["Mixed 1", "Mixed 4", "Mixed 3", "Mixed 0", "Mixed 2", "Mixed 5", "Mixed 6"]
