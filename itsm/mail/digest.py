@@ -75,6 +75,8 @@ class Item:
     title: str
     detail: str
     path: str  # where to act, under BASE_URL
+    # A moment the detail ends with, written by the email in its recipient's zone ("... from <when>.").
+    when: datetime | None = None
 
 
 def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
@@ -122,7 +124,9 @@ def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
     newest = backups.newest_verified
     newest_ok = newest.created_at if newest is not None else None
     if newest_ok is None or now - newest_ok > BACKUP_STALE:
-        when = ("no verified backup yet" if newest_ok is None
-                else f"the newest verified backup is from {newest_ok:%Y-%m-%d %H:%M} UTC")
-        items.append(Item("Backups need a look", f"{when.capitalize()}.", "/admin/backups"))
+        if newest_ok is None:
+            items.append(Item("Backups need a look", "No verified backup yet.", "/admin/backups"))
+        else:
+            items.append(Item("Backups need a look", "The newest verified backup is from", "/admin/backups",
+                              when=newest_ok))
     return items
