@@ -2,27 +2,78 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, g, has_request_context, request
+from jinja2 import pass_context
 
 from itsm.tickets.models import CATCH_UP, OPEN_POLICIES, PRIORITIES
+from itsm.zones import is_known_zone
+
+# The one way a moment is written, on pages, in flashes and in emails. Today's drop the date ("today 09:00");
+# every other carries its year.
+DATE_TIME = "%Y-%m-%d %H:%M"
+TODAY = "today %H:%M"
+# Set by the outbox when it renders an email: the recipient's zone. An email is read later, so it never
+# says "today", and it names the zone next to each time (there is no footer to name it once).
+EMAIL_ZONE = "email_time_zone"
 
 
-def local_dt(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """Show an aware datetime in the configured TIME_ZONE."""
+def viewer_zone() -> str:
+    """The zone times are shown in for whoever is looking: their profile's choice, else TIME_ZONE."""
+    # Only a user already loaded (every view's is, before it runs): the maintenance page and the health
+    # endpoints must not read the database to learn whose zone it is.
+    user = g.get("_login_user") if has_request_context() else None
+    if user is not None and user.is_authenticated and is_known_zone(getattr(user, "time_zone", None)):
+        return user.time_zone
+    return current_app.config["TIME_ZONE"]
+
+
+def _zone_name(zone: tzinfo) -> str:
+    return getattr(zone, "key", None) or zone.tzname(None) or "UTC"
+
+
+def show_time(value: datetime | None, zone: str | tzinfo | None = None, *, label: bool = False,
+              relative: bool = True) -> str:
+    """``value`` in ``zone`` (default: the viewer's), in the one format; ``label`` names the zone after it,
+    ``relative`` writes today's as "today HH:MM"."""
     if value is None:
         return ""
-    return value.astimezone(ZoneInfo(current_app.config["TIME_ZONE"])).strftime(fmt)
+    if zone is None:
+        zone = viewer_zone()
+    tz = ZoneInfo(zone) if isinstance(zone, str) else zone
+    local = value.astimezone(tz)
+    fmt = TODAY if relative and local.date() == datetime.now(tz).date() else DATE_TIME
+    text = local.strftime(fmt)
+    return f"{text} {_zone_name(tz)}" if label else text
 
 
-def in_zone(value: datetime | None, tz: str, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
-    """Show an aware datetime in a given IANA zone (a recurring ticket's own)."""
+@pass_context
+def local_dt(context, value: datetime | None) -> str:
+    """A moment in the viewer's zone (the page's footer names it), or the recipient's in an email."""
+    email_zone = context.get(EMAIL_ZONE)
+    if email_zone:
+        return show_time(value, email_zone, label=True, relative=False)
+    return show_time(value)
+
+
+@pass_context
+def in_zone(context, value: datetime | None, tz: str | None = None) -> str:
+    """A moment in a zone it belongs to (a recurring ticket's, a schedule's), always labelled with it.
+    Without ``tz``, the zone the value already carries."""
     if value is None:
         return ""
-    return value.astimezone(ZoneInfo(tz)).strftime(fmt)
+    zone = tz or value.tzinfo
+    return show_time(value, zone, label=True, relative=not context.get(EMAIL_ZONE))
+
+
+def weekday(value: datetime | None, tz: str | None = None) -> str:
+    """"Mon": for previews of recurring rules, next to an ``in_zone`` time."""
+    if value is None:
+        return ""
+    return value.astimezone(ZoneInfo(tz) if tz else value.tzinfo).strftime("%a")
 
 
 def url_with(_path: str | None = None, **params) -> str:
@@ -40,6 +91,7 @@ def url_with(_path: str | None = None, **params) -> str:
 def register(app: Flask) -> None:
     app.jinja_env.filters["local_dt"] = local_dt
     app.jinja_env.filters["in_zone"] = in_zone
+    app.jinja_env.filters["weekday"] = weekday
     app.jinja_env.globals.update(url_with=url_with, PRIORITIES=PRIORITIES, OPEN_POLICIES=OPEN_POLICIES,
                                  CATCH_UP=CATCH_UP)
     app.jinja_env.trim_blocks = True
@@ -47,4 +99,5 @@ def register(app: Flask) -> None:
 
     @app.context_processor
     def inject_settings():
-        return {"time_zone": app.config["TIME_ZONE"]}
+        # time_zone: the site's, in which forms read the times typed into them; viewer_zone: the one shown.
+        return {"time_zone": app.config["TIME_ZONE"], "viewer_zone": viewer_zone()}

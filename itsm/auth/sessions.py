@@ -74,6 +74,13 @@ def log_out() -> None:
     logout_user()
 
 
+def remembered() -> bool:
+    """Whether this browser's login session was started with "Keep me logged in"."""
+    token = getattr(current_user, "session_token", None)
+    return bool(token) and bool(db.session.scalar(select(UserSession.remember).where(
+        UserSession.id == _digest(token))))
+
+
 def load_user(token: str) -> User | None:
     """The active user whose live session ``token`` names, in one query; None ends the login."""
     row = db.session.execute(

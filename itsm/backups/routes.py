@@ -63,6 +63,12 @@ def verify(name: str):
     return redirect(url_for("backups.index"))
 
 
+# What the bytes are: a gzip file and pg_dump's own format. Guessing from the name would call a
+# .sqlite.gz a SQLite database (``mimetypes`` reads .gz as an encoding, not the type).
+MIME_TYPES = {"sqlite.gz": "application/gzip", "pgdump": "application/octet-stream"}
+
+
 @bp.get("/<name>/download")
 def download(name: str):
-    return send_file(_backup_path(name), as_attachment=True, download_name=name)
+    path = _backup_path(name)
+    return send_file(path, as_attachment=True, download_name=name, mimetype=MIME_TYPES[NAME.match(name).group(2)])

@@ -67,6 +67,14 @@ class Backup:
         return self.manifest.get("verified")
 
     @property
+    def verified_at(self) -> datetime | None:
+        """When the last verification ran (the manifest keeps it as ISO 8601 UTC)."""
+        try:
+            return datetime.fromisoformat(self.manifest["verified_at"]).astimezone(UTC)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    @property
     def manifest_path(self) -> Path:
         return manifest_path(self.path)
 

@@ -11,7 +11,7 @@ from sqlalchemy import func
 from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.templating import local_dt
+from itsm.templating import show_time
 from itsm.tickets.models import PRIORITIES, Ticket, TicketEvent
 from itsm.users.models import User
 
@@ -51,7 +51,7 @@ def change_since(ticket: Ticket) -> str:
         event.kind, "changed it")
     if event.kind == "updated" and set(event.changes) == {"assignee"}:
         what = f"assigned it to {ticket.assignee.display_name}" if ticket.assignee else "unassigned it"
-    return f"{who} {what} at {local_dt(event.created_at)}"
+    return f"{who} {what} at {show_time(event.created_at, label=True)}"
 
 
 def conflict_message(ticket: Ticket) -> str:

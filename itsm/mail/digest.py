@@ -14,7 +14,7 @@ from itsm.extensions import db
 from itsm.mail.models import EmailMessage, deferred
 from itsm.recurring.models import RecurringTicketRun
 from itsm.schedules.describe import troubles
-from itsm.templating import local_dt
+from itsm.templating import show_time
 from itsm.users.models import User
 
 BACKUP_STALE = timedelta(hours=36)  # a nightly backup older than this means one was missed
@@ -72,7 +72,9 @@ def operational(until: datetime, backups: dashboard.Backups, hours: int = 24) ->
 
 
 def _last_run_words(last) -> str:
-    return "not run yet" if last is None else f"{local_dt(last.at)} {current_app.config['TIME_ZONE']}"
+    if last is None:
+        return "not run yet"
+    return show_time(last.at, current_app.config["TIME_ZONE"], label=True, relative=False)
 
 
 @dataclass
@@ -80,6 +82,8 @@ class Item:
     title: str
     detail: str
     path: str  # where to act, under BASE_URL
+    # A moment the detail ends with, written by the email in its recipient's zone ("... from <when>.").
+    when: datetime | None = None
 
 
 def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
@@ -128,7 +132,9 @@ def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
     newest = backups.newest_verified
     newest_ok = newest.created_at if newest is not None else None
     if newest_ok is None or now - newest_ok > BACKUP_STALE:
-        when = ("no verified backup yet" if newest_ok is None
-                else f"the newest verified backup is from {newest_ok:%Y-%m-%d %H:%M} UTC")
-        items.append(Item("Backups need a look", f"{when.capitalize()}.", "/admin/backups"))
+        if newest_ok is None:
+            items.append(Item("Backups need a look", "No verified backup yet.", "/admin/backups"))
+        else:
+            items.append(Item("Backups need a look", "The newest verified backup is from", "/admin/backups",
+                              when=newest_ok))
     return items

@@ -14,11 +14,14 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app, render_template
 from jinja2 import TemplateError
 from redis.exceptions import RedisError
-from sqlalchemy import event, insert
+from sqlalchemy import event, func, insert, select
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
+from itsm.templating import EMAIL_ZONE
+from itsm.users.models import User
+from itsm.zones import is_known_zone
 from jobs.exceptions import JobsError
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,8 @@ def checked_address(address: str) -> str:
 
 def queue_email(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None,
                 **context) -> EmailMessage:
-    """Render ``templates/email/<template>.txt`` and ``.html`` now and add the outbox row to the session."""
+    """Render ``templates/email/<template>.txt`` and ``.html`` now (in the recipient's time zone) and add
+    the outbox row to the session."""
     message = EmailMessage(**rendered(kind, to, subject, template, ticket_id=ticket_id, **context))
     db.session.add(message)
     db.session.info.setdefault(_PENDING_KEY, []).append(message)
@@ -89,13 +93,24 @@ def insert_rows(conn, rows: list[dict]) -> list[int]:
     return list(conn.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
 
 
-def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None, **context) -> dict:
-    """An outbox row's values, rendered now (for ``queue_email`` and ``insert_rows``). A template that is
-    missing or broken does not undo the change that caused the email: the row is written *failed*, with
-    the reason, where the outbox page shows it."""
+def recipient_zone(address: str) -> str:
+    """The zone an email's times are written in: the recipient's profile choice when the address is a
+    user's, else TIME_ZONE (requesters without an account)."""
+    zone = db.session.scalar(select(User.time_zone).where(func.lower(User.email) == address.lower()))
+    return zone if is_known_zone(zone) else current_app.config["TIME_ZONE"]
+
+
+def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int | None = None,
+             time_zone: str | None = None, **context) -> dict:
+    """An outbox row's values, rendered now (for ``queue_email`` and ``insert_rows``), with times in
+    ``time_zone`` (default: the recipient's, looked up by address). A template that is missing or broken
+    does not undo the change that caused the email: the row is written *failed*, with the reason, where
+    the outbox page shows it."""
     context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
+    address = checked_address(to)
+    context[EMAIL_ZONE] = time_zone if is_known_zone(time_zone) else recipient_zone(address)
     now = utcnow()
-    row = {"kind": kind, "to_address": checked_address(to), "subject": one_line(subject), "status": "pending",
+    row = {"kind": kind, "to_address": address, "subject": one_line(subject), "status": "pending",
            "attempts": 0, "ticket_id": ticket_id, "created_at": now, "last_error": None,
            "delivery_started_at": now, "next_attempt_at": now + FLUSH_AFTER, "deferrals": 0}
     try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from types import SimpleNamespace
 
+from flask import current_app
 from sqlalchemy import Connection, func, select, tuple_, update
 
 from itsm.board.models import BoardColumn
@@ -30,6 +31,7 @@ from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
 from itsm.recurring.series import Series, plan, render_title
 from itsm.tickets.models import PRIORITIES, Ticket
 from itsm.users.models import User
+from itsm.zones import is_known_zone
 
 BATCH_SIZE = 1000
 tickets = Ticket.__table__
@@ -181,17 +183,20 @@ def _tell_assignees(conn: Connection, created: list, assignees: dict[int, int],
     """An email to the assignee of each new occurrence, in the batch's transaction (so exactly once)."""
     if not created:
         return []
-    users = dict(conn.execute(select(User.id, User.email).where(User.id.in_(set(assignees.values())),
-                                                                 User.active.is_(True),
-                                                                 User.notify_assigned.is_(True))).all())
+    found = conn.execute(select(User.id, User.email, User.time_zone).where(
+        User.id.in_(set(assignees.values())), User.active.is_(True), User.notify_assigned.is_(True)))
+    # Each email in its recipient's zone, read here: the outbox's own look-up would use another connection.
+    default_zone = current_app.config["TIME_ZONE"]
+    users = {uid: (email, zone if is_known_zone(zone) else default_zone) for uid, email, zone in found}
     rows = []
     for ticket_id, template_id, title in created:
-        email = users.get(assignees[template_id])
+        email, zone = users.get(assignees[template_id], (None, None))
         if email is None:
             continue
         ticket = SimpleNamespace(id=ticket_id, title=title, priority_name=priorities[template_id])
         rows.append(outbox.rendered("ticket_assigned", email, f"[#{ticket_id}] Assigned to you: {title}",
                                     "ticket_assigned", ticket_id=ticket_id, ticket=ticket,
+                                    time_zone=zone,
                                     by=f"the recurring ticket #{template_id}"))
     return outbox.insert_rows(conn, rows)
 

@@ -8,6 +8,7 @@ from flask_login import current_user, login_required
 from itsm.extensions import db
 from itsm.recurring import forms as recurrence_forms
 from itsm.recurring import service
+from itsm.templating import show_time
 from itsm.tickets.forms import ActionForm, PreviewForm
 from itsm.tickets.models import Ticket
 
@@ -59,7 +60,8 @@ def resume(ticket_id: int):
     ticket = _template_or_404(ticket_id)
     if service.set_active(ticket, current_user, True):
         db.session.commit()
-        nxt = ticket.recurrence.next_occurrence
-        when = f"{nxt:%Y-%m-%d %H:%M} UTC" if nxt else "none (the series ended)"
+        rec = ticket.recurrence
+        when = show_time(rec.next_occurrence, rec.recurrence_time_zone, label=True) if rec.next_occurrence \
+            else "none (the series ended)"
         flash(f"Recurring ticket #{ticket.id} resumed; next occurrence {when}.", "success")
     return redirect(url_for("tickets.detail", ticket_id=ticket.id))

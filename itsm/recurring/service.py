@@ -10,6 +10,7 @@ from itsm.extensions import db
 from itsm.recurring.forms import Recurrence
 from itsm.recurring.models import Holiday, TicketRecurrence
 from itsm.recurring.series import Series
+from itsm.templating import show_time
 from itsm.tickets.models import Ticket
 from itsm.tickets.service import record
 from itsm.users.models import User
@@ -68,8 +69,8 @@ def make_template(ticket: Ticket, actor: User | None, recurrence: Recurrence) ->
     ticket.is_recurring = True
     rec = ticket.recurrence = TicketRecurrence(recurrence_active=True, **recurrence.values)
     _reschedule(rec, recurrence)
-    record(ticket, "scheduled", actor, {"recurrence": [None, summary(ticket)],
-                                        "next occurrence": [None, _iso(rec.next_occurrence)]})
+    first = _iso(rec.next_occurrence, rec.recurrence_time_zone)
+    record(ticket, "scheduled", actor, {"recurrence": [None, summary(ticket)], "next occurrence": [None, first]})
 
 
 def change_rule(ticket: Ticket, actor: User | None, recurrence: Recurrence) -> dict:
@@ -89,7 +90,8 @@ def change_rule(ticket: Ticket, actor: User | None, recurrence: Recurrence) -> d
     if before[0] != after[0]:
         changes["recurrence"] = list((before[0], after[0]))
     if before[1] != after[1]:
-        changes["next occurrence"] = [_iso(before[1]), _iso(after[1])]
+        changes["next occurrence"] = [_iso(before[1], rec.recurrence_time_zone),
+                                      _iso(after[1], rec.recurrence_time_zone)]
     if changes:
         ticket.updated_at = utcnow()
         record(ticket, "updated", actor, changes)
@@ -101,8 +103,9 @@ def _shown_start(ticket: TicketRecurrence):
     return ticket.next_occurrence.replace(second=0, microsecond=0) if ticket.next_occurrence else None
 
 
-def _iso(value) -> str | None:
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else None
+def _iso(value, zone: str) -> str | None:
+    """A next occurrence as the history keeps it: in the template's zone, named (the viewer's may differ)."""
+    return show_time(value, zone, label=True, relative=False) if value else None
 
 
 def set_active(ticket: Ticket, actor: User | None, active: bool) -> bool:

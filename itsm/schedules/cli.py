@@ -12,7 +12,7 @@ from itsm.schedules import lastrun, service, sync
 from itsm.schedules.describe import describe, late_status, next_runs
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.validation import ValidationError
-from itsm.templating import local_dt
+from itsm.templating import show_time
 from jobs.exceptions import JobsError
 from jobs.schedule import entries
 
@@ -44,7 +44,7 @@ def list_command() -> None:
     if not rows:
         click.echo("No periodic jobs. Run `flask schedules sync`.")
     else:
-        click.echo(f"Last runs in {current_app.config['TIME_ZONE']}; next runs in each schedule's zone.")
+        click.echo(f"Last runs in {current_app.config['TIME_ZONE']} (TIME_ZONE); next runs in each schedule's zone.")
     lasts = lastrun.last_runs(rows)
     week = lastrun.week_stats({r.task for r in rows}, now - lastrun.WEEK)
     for row in rows:
@@ -52,10 +52,12 @@ def list_command() -> None:
                                  ("one-off", row.one_off)) if on]
         click.echo(f"{row.name}  [{row.task}]{'  (' + ', '.join(flags) + ')' if flags else ''}")
         click.echo(f"    schedule  {describe(row)}")
-        upcoming = ", ".join(t.strftime("%Y-%m-%d %H:%M:%S %Z") for t in next_runs(row, now, 3)) or "none"
+        upcoming = ", ".join(show_time(t, t.tzinfo, label=True, relative=False)
+                             for t in next_runs(row, now, 3)) or "none"
         click.echo(f"    next      {upcoming}")
         last = lasts[row.id]
-        when = "not run yet" if last is None else local_dt(last.at) + (f" ({last.status})" if last.status else "")
+        when = "not run yet" if last is None else (show_time(last.at, label=True, relative=False)
+                                                    + (f" ({last.status})" if last.status else ""))
         finished = week.get(row.task, (0, 0))[0]
         click.echo(f"    last run  {when}; {finished} finished run(s) in the last 7 days; "
                    f"{late_status(row, now, last)}")

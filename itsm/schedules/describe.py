@@ -16,6 +16,7 @@ from flask import current_app
 from itsm.schedules import evaluation, lastrun, service
 from itsm.schedules.lastrun import LastRun
 from itsm.schedules.models import PeriodicTask
+from itsm.templating import show_time
 from itsm.zones import is_known_zone
 from jobs import ticks
 
@@ -59,7 +60,7 @@ def describe(row: PeriodicTask) -> str:
     if row.solar:
         return f"at {row.solar.event.replace('_', ' ')} at {row.solar.latitude}, {row.solar.longitude}"
     if row.clocked:
-        return f"once at {row.clocked.clocked_time:%Y-%m-%d %H:%M:%S} UTC"
+        return f"once at {show_time(row.clocked.clocked_time, label=True, relative=False)}"
     return "no schedule"
 
 

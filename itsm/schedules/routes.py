@@ -18,6 +18,7 @@ from itsm.schedules.describe import preview as preview_runs
 from itsm.schedules.forms import OneOffForm, PeriodicTaskForm, local_to_utc
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition, ValidationError, parse_json
+from itsm.templating import show_time
 from itsm.tickets.forms import ActionForm
 from jobs.exceptions import JobsError
 from jobs.periodic import ENTRY_PREFIX
@@ -206,7 +207,8 @@ def one_off():
             flash(f"One-off run not created: {err}", "error")
         else:
             db.session.commit()
-            flash(f"One-off run of {form.task.data} planned for {form.run_at.data:%Y-%m-%d %H:%M}.", "success")
+            flash(f"One-off run of {form.task.data} planned for {show_time(run_at, label=True)}.",
+                  "success")
     else:
         problems = "; ".join(f"{getattr(form, f).label.text}: {', '.join(e)}" for f, e in form.errors.items())
         flash(f"One-off run not created: {problems}", "error")

@@ -25,6 +25,7 @@ from itsm.extensions import db
 from itsm.formutil import options
 from itsm.recurring import forms as recurrence_forms
 from itsm.recurring import service as recurring
+from itsm.templating import show_time
 from itsm.tickets import service
 from itsm.tickets.export import csv_lines
 from itsm.tickets.forms import BULK_MAX, SORTS, ActionForm, BulkForm, CommentForm, FilterForm, MoveForm, TicketForm
@@ -173,8 +174,9 @@ def new():
         if form.recurrence:
             recurring.make_template(ticket, current_user, form.recurrence)
         db.session.commit()
+        rec = ticket.recurrence
         flash(f"Recurring ticket #{ticket.id} created; next occurrence "
-              f"{ticket.recurrence.next_occurrence:%Y-%m-%d %H:%M} UTC."
+              f"{show_time(rec.next_occurrence, rec.recurrence_time_zone, label=True)}."
               if form.recurrence else f"Ticket #{ticket.id} created.", "success")
         return redirect(url_for("tickets.detail", ticket_id=ticket.id))
     status = 400 if form.errors else 200

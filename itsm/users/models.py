@@ -40,6 +40,8 @@ class User(UserMixin, db.Model):
     invited_at = db.Column(UTCDateTime, nullable=True)  # set for users added by an email invitation
     # Changes with every new password: account links signed before it no longer work (single use).
     password_changed_at = db.Column(UTCDateTime, nullable=True)
+    # The IANA zone the user reads times in (their profile); None means TIME_ZONE.
+    time_zone = db.Column(db.String(64), nullable=True)
 
     # The login session this object was loaded through or logged in with (itsm.auth.sessions); not a column.
     session_token = None  # str: set on the loaded object only

@@ -5,16 +5,12 @@ Revises: 0014_user_profile
 Create Date: 2026-12-03 07:00:00
 
 """
-from pathlib import Path
-
 from alembic import op
 
 
 # revision identifiers, used by Alembic.
 revision = '0015_board'
-# 0014_user_profile is written in parallel with this one; until it is in the tree this follows 0013.
-down_revision = ('0014_user_profile' if any(Path(__file__).parent.glob('0014_user_profile.py'))
-                 else '0013_user_sessions')
+down_revision = '0014_user_profile'
 branch_labels = None
 depends_on = None
 

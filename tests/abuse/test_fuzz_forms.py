@@ -212,7 +212,7 @@ EXPECTED_FORMS = {
     "recurring.pause", "admin.users", "admin.edit_user", "admin.board_columns", "admin.edit_column",
     "admin.delete_column", "holidays.index", "holidays.delete", "settings.index", "outbox.test", "outbox.retry",
     "schedules.new", "schedules.edit", "schedules.one_off", "schedules.toggle", "automation.run_again",
-    "backups.create", "profile.profile",
+    "backups.create", "profile.profile", "profile.save_details", "profile.change_password",
 }
 
 

@@ -131,7 +131,7 @@ def test_a_late_schedule_is_told_once_per_episode(app, ids, runner):
 def test_late_alerts_and_the_digest_count_a_manual_run_as_the_last_run(app, ids, runner):
     from zoneinfo import ZoneInfo
 
-    from itsm.templating import local_dt
+    from itsm.templating import show_time
 
     now = utcnow()
     assert runner.invoke(args=["schedules", "sync"]).exit_code == 0
@@ -152,11 +152,11 @@ def test_late_alerts_and_the_digest_count_a_manual_run_as_the_last_run(app, ids,
         assert alert_late_schedules(now)["queued"] == 1  # a new episode, counted from the manual run
         newest = mails("system_failure")[-1].body_text
         zone = ZoneInfo(app.config["TIME_ZONE"])
-        assert f"it last ran {manual.astimezone(zone):%Y-%m-%d %H:%M %Z}." in newest
+        assert f"it last ran {show_time(manual, zone, label=True, relative=False)}." in newest
         assert send_daily_digests(now)["queued"] == 1
         [digest] = mails("admin_actions")
         assert "1 schedule(s) late: automation-ping" in digest.body_text
-        assert f"Last run: automation-ping {local_dt(manual)}" in digest.body_text
+        assert f"Last run: automation-ping {show_time(manual, zone, label=True, relative=False)}" in digest.body_text
         # Run by hand a minute ago: not late.
         db.session.add(JobRun(job_id="by-hand-2", task_name="diagnostics.ping", queue="default", status="queued",
                               created_at=now - timedelta(minutes=1)))

@@ -324,3 +324,22 @@ def test_a_restore_that_fails_midway_keeps_maintenance_mode_on(app, runner, data
     assert runner.invoke(args=["maintenance", "off"]).exit_code == 0
     with app.app_context():
         assert "after the backup" in titles() and len(titles()) == 51
+
+
+def test_sizes_are_human_and_downloads_carry_their_real_type(app, client, auth, database_url):
+    from itsm.backups.store import human_size
+
+    assert [human_size(n) for n in (0, 1023, 13_414, 5 * 1024**2 + 1, 3 * 1024**3)] == [
+        "0 B", "1023 B", "13.1 KiB", "5.0 MiB", "3.0 GiB"]
+    with app.app_context():
+        factories.make_ticket("sized")
+        backup = service.create_backup()
+    auth.login()
+    page = client.get("/admin/backups").get_data(as_text=True)
+    assert f'<td class="num">{human_size(backup.size)}</td>' in page and "0.0 MiB" not in page
+    download = client.get(f"/admin/backups/{backup.name}/download")
+    expected = "application/gzip" if backup.name.endswith(".sqlite.gz") else "application/octet-stream"
+    assert download.status_code == 200 and download.mimetype == expected, download.headers
+    assert "Content-Encoding" not in download.headers  # a .gz is the file itself, not an encoded SQLite one
+    assert f"filename={backup.name}" in download.headers["Content-Disposition"]
+    download.close()

@@ -14,7 +14,7 @@ from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.schedules import lastrun
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
-from itsm.templating import local_dt
+from itsm.templating import show_time
 from jobs.periodic import entry_id
 
 pytestmark = pytest.mark.usefixtures("redis")
@@ -62,7 +62,7 @@ def test_run_now_is_the_last_run_on_every_page_and_in_the_cli(app, client, auth,
     queued = client.get("/admin/schedules").get_data(as_text=True)
     with app.app_context():
         run = db.session.scalar(sa.select(JobRun).where(JobRun.task_name == "diagnostics.ping"))
-        enqueued = local_dt(run.created_at)
+        enqueued = show_time(run.created_at)
     assert last_run_cell(schedules_row(queued, ping)) == f"{enqueued} queued"
     pending = automation_row(client.get("/admin/automation").get_data(as_text=True), "automation-ping")
     assert last_run_cell(pending) == f"{enqueued} queued" and "state-pending" in pending
@@ -72,7 +72,8 @@ def test_run_now_is_the_last_run_on_every_page_and_in_the_cli(app, client, auth,
     with app.app_context():
         run = db.session.scalar(sa.select(JobRun).where(JobRun.task_name == "diagnostics.ping"))
         assert run.status == "succeeded"
-        when = local_dt(run.created_at)
+        when = show_time(run.created_at)
+        in_cli = show_time(run.created_at, label=True, relative=False)
     expected = f"{when} succeeded"
     schedules = client.get("/admin/schedules").get_data(as_text=True)
     row = schedules_row(schedules, ping)
@@ -89,7 +90,7 @@ def test_run_now_is_the_last_run_on_every_page_and_in_the_cli(app, client, auth,
     assert "It has not run yet." not in history
     listing = runner.invoke(args=["schedules", "list"])
     assert listing.exit_code == 0
-    assert cli_block(listing.output, "automation-ping").startswith(f"{when} (succeeded); 1 finished run(s)")
+    assert cli_block(listing.output, "automation-ping").startswith(f"{in_cli} (succeeded); 1 finished run(s)")
     assert cli_block(listing.output, "backup-database").startswith("not run yet; 0 finished run(s)")
 
 
