@@ -12,7 +12,7 @@ from itsm.extensions import db
 from itsm.formutil import options
 from itsm.recurring import forms as recurrence_forms
 from itsm.recurring import service as recurring
-from itsm.tickets import service
+from itsm.tickets import history, service
 from itsm.tickets.forms import ActionForm, CommentForm, FilterForm, MoveForm, TicketForm
 from itsm.tickets.models import Comment, Ticket, TicketEvent
 from itsm.tickets.queries import Page, filter_conditions, page_number, ticket_page
@@ -24,6 +24,11 @@ bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 @login_required
 def require_login():
     """Every desk page needs a signed-in agent or admin."""
+
+
+@bp.app_template_global("describe_event")
+def describe_event(event):
+    return history.describe(event)
 
 
 def get_ticket_or_404(ticket_id: int) -> Ticket:
