@@ -93,6 +93,7 @@ class FilterForm(Form):
     column = SelectField("Column", filters=[strip], validators=[Optional()])
     assignee = SelectField("Assignee", filters=[strip], validators=[Optional()])
     priority = SelectField("Priority", filters=[strip], validators=[Optional()])
+    category = StringField("Category", filters=[strip], validators=[Optional(), Length(max=80)])
     archived = SelectField("Show", choices=options([("0", "Open tickets"), ("1", "Archived tickets"),
                                                         ("recurring", "Recurring templates")]),
                            filters=[strip], validators=[Optional()])

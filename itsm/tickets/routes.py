@@ -12,7 +12,7 @@ from itsm.extensions import db
 from itsm.formutil import options
 from itsm.recurring import forms as recurrence_forms
 from itsm.recurring import service as recurring
-from itsm.tickets import history, service
+from itsm.tickets import categories, history, service
 from itsm.tickets.forms import ActionForm, CommentForm, FilterForm, MoveForm, TicketForm
 from itsm.tickets.models import Comment, Ticket, TicketEvent
 from itsm.tickets.queries import Page, filter_conditions, page_number, ticket_page
@@ -44,12 +44,14 @@ def index():
     form.fill_choices()
     number = page_number()
     if not form.validate():
-        return render_template("tickets/list.html", form=form, page=None, action_form=ActionForm()), 400
+        return render_template("tickets/list.html", form=form, page=None, action_form=ActionForm(),
+                               categories=categories.known()), 400
     data = form.data
     recurring_view = data["archived"] == "recurring"
     conditions = filter_conditions(
         q=data["q"] or "", column="" if recurring_view else data["column"] or "", assignee=data["assignee"] or "",
-        priority=data["priority"] or "", archived=data["archived"] == "1", me_id=current_user.id,
+        priority=data["priority"] or "", category=data["category"] or "", archived=data["archived"] == "1",
+        me_id=current_user.id,
         recurring=recurring_view,
     )
     page = ticket_page(conditions, data["sort"] or "newest", number, current_app.config["TICKETS_PER_PAGE"],
@@ -57,7 +59,7 @@ def index():
     if number > page.pages:
         abort(404, f"There is no page {number}; the last page is {page.pages}.")
     return render_template("tickets/list.html", form=form, page=page, action_form=ActionForm(),
-                           recurring_view=recurring_view, summary=recurring.summary)
+                           recurring_view=recurring_view, summary=recurring.summary, categories=categories.known())
 
 
 def _preview(form) -> list:
@@ -70,7 +72,8 @@ def _preview(form) -> list:
 
 def _render_form(form: TicketForm, ticket: Ticket | None) -> str:
     return render_template("tickets/form.html", form=form, ticket=ticket, preview=_preview(form),
-                           tz=form.recurrence_time_zone.data, time_zones=recurrence_forms.sorted_time_zones())
+                           tz=form.recurrence_time_zone.data, time_zones=recurrence_forms.sorted_time_zones(),
+                           categories=categories.known())
 
 
 @bp.route("/new", methods=["GET", "POST"])
