@@ -153,6 +153,9 @@ def test_a_monthly_option_is_dropped_when_the_unit_changes(app, auth, form):
 
 @pytest.mark.parametrize("overrides", [
     {"recurrence_interval": "weekly", "recurrence_weekdays_only": "bogus", "recurrence_monthly_mode": "nonsense"},
+    {"recurrence_interval": "weekly", "recurrence_monthly_mode": "last_day"},  # left behind by "monthly"
+    {"recurrence_interval": "yearly", "recurrence_weekdays": ["0", "3"], "recurrence_monthly_mode": "ordinal",
+     "recurrence_ordinal": "-1", "recurrence_ordinal_weekday": "4", "recurrence_weekdays_only": "y"},
     {"recurrence_interval": "monthly", "recurrence_weekdays": ["9", "x"], "recurrence_ordinal": "x"},
     {"recurrence_interval": "monthly", "recurrence_monthly_mode": "last_day", "recurrence_ordinal": "77",
      "recurrence_ordinal_weekday": "-4"},
