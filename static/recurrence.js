@@ -1,6 +1,7 @@
 // Recurrence controls on the ticket form: refresh the preview of the next occurrences
-// from the server as the rule changes. (Which options show is CSS; without JavaScript
-// the form's Preview button renders the same preview.)
+// from the server as the rule changes, and show only the chosen end's field (End date or
+// Occurrences). Which unit's options show is CSS; without JavaScript both end fields show,
+// the server uses the chosen one, and the form's Preview button renders the same preview.
 (function () {
   "use strict";
   var box = document.getElementById("recurrence");
@@ -10,6 +11,15 @@
   var repeat = document.getElementById("is_recurring");
   var timer = null;
   var latest = 0;
+
+  function showEnds() {
+    var chosen = form.querySelector("input[name=recurrence_ends]:checked");
+    var value = chosen ? chosen.value : "never";
+    box.querySelectorAll(".for-ends").forEach(function (field) {
+      field.hidden = !field.classList.contains(value);
+    });
+    box.querySelectorAll(".ends-hint").forEach(function (hint) { hint.hidden = true; });
+  }
 
   function refresh() {
     if (repeat !== null && !repeat.checked) { return; }
@@ -24,7 +34,8 @@
       .catch(function () { /* keep the last preview; the Preview button still works */ });
   }
 
-  function changed() {
+  function changed(event) {
+    if (event && event.target && event.target.name === "recurrence_ends") { showEnds(); }
     clearTimeout(timer);
     timer = setTimeout(refresh, 250);
   }
@@ -32,5 +43,6 @@
   box.addEventListener("input", changed);
   box.addEventListener("change", changed);
   if (repeat) { repeat.addEventListener("change", changed); }
+  showEnds();
   refresh();
 }());

@@ -61,6 +61,14 @@ def index():
                            deadline=timedelta(hours=config["MAIL_DELIVERY_DEADLINE_HOURS"]))
 
 
+@bp.get("/<int:message_id>")
+def message(message_id: int):
+    """One email as it was written: its text body, and its HTML body shown as text (never rendered)."""
+    message = db.session.get(EmailMessage, message_id) or abort(404, f"There is no email #{message_id}.")
+    return render_template("admin/outbox_message.html", m=message, action_form=ActionForm(),
+                           deadline=timedelta(hours=current_app.config["MAIL_DELIVERY_DEADLINE_HOURS"]))
+
+
 def _requeue(ids: list[int]) -> bool:
     """Failed rows back to pending, with a fresh delivery deadline and retry schedule, and handed to the
     send job; False when Redis is down (they stay pending and flush_outbox sends them when it is back)."""

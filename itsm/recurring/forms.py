@@ -136,8 +136,46 @@ def clear_errors(form: RecurrenceForm) -> None:
         form[name].errors = []
 
 
+# The controls that show only for one choice: (the controlling field, its value) -> the fields it shows.
+# Whatever the others hold (the user ticked Monday, then chose "monthly") is ignored and cleared.
+SHOWN_FOR = {
+    ("recurrence_interval", "weekly"): ("recurrence_weekdays",),
+    ("recurrence_interval", "daily"): ("recurrence_weekdays_only",),
+    ("recurrence_interval", "monthly"): ("recurrence_monthly_mode",),
+    ("recurrence_monthly_mode", "ordinal"): ("recurrence_ordinal", "recurrence_ordinal_weekday"),  # when monthly
+    ("recurrence_ends", "on_date"): ("recurrence_end_date",),
+    ("recurrence_ends", "after_count"): ("recurrence_count",),
+}
+CONDITIONAL = frozenset(name for names in SHOWN_FOR.values() for name in names)
+CLEARED = {"recurrence_weekdays": [], "recurrence_weekdays_only": False, "recurrence_monthly_mode": "day",
+           "recurrence_ordinal": 1, "recurrence_ordinal_weekday": 0, "recurrence_end_date": None,
+           "recurrence_count": None}
+
+
+def shown_fields(form: RecurrenceForm) -> frozenset[str]:
+    """The conditional controls the chosen unit, monthly option and end show."""
+    shown = set()
+    for (name, value), fields in SHOWN_FOR.items():
+        if form[name].data == value and not form[name].errors:
+            shown.update(fields)
+    if form.recurrence_interval.data != "monthly":  # the ordinal controls sit inside the monthly ones
+        shown.difference_update(SHOWN_FOR[("recurrence_monthly_mode", "ordinal")])
+    return frozenset(shown)
+
+
+def drop_hidden(form: RecurrenceForm) -> None:
+    """Clear the controls that do not apply to the chosen options, and their errors: what the user cannot
+    see neither blocks the form nor reaches the rule (also without JavaScript, where they all post)."""
+    shown = shown_fields(form)
+    for name in CONDITIONAL - shown:
+        form[name].data = CLEARED[name]
+        form[name].errors = []
+        form[name].raw_data = []  # text inputs show what was posted otherwise
+
+
 def check(form: RecurrenceForm) -> Recurrence | None:
     """Field-level checks of the recurrence controls; the rule when they all pass."""
+    drop_hidden(form)
     every = form.recurrence_every.data
     if not form.recurrence_every.errors:
         if every is None:

@@ -9,8 +9,8 @@ from sqlalchemy import and_, func, or_, tuple_
 from sqlalchemy.orm import aliased, selectinload
 
 from itsm.board.models import BoardColumn
-from itsm.dbtypes import same_name
 from itsm.extensions import db
+from itsm.tickets import categories
 from itsm.tickets.models import PRIORITY_BY_NAME, Ticket
 from itsm.users.models import User
 
@@ -61,8 +61,8 @@ def match_conditions(*, q: str = "", assignee: str = "", priority: str = "", cat
         conditions.append(Ticket.assignee_id == int(assignee))
     if priority:
         conditions.append(Ticket.priority == PRIORITY_BY_NAME[priority])
-    if category:
-        conditions.append(same_name(Ticket.category, category))  # "hardware" finds "Hardware"
+    if category:  # "hardware" finds "Hardware"; no index on category: see itsm/tickets/categories.py
+        conditions.append(categories.matches(category))
     if q:
         pattern = f"%{escape_like(q)}%"
         # ILIKE is served by trigram indexes on PostgreSQL; SQLite's LIKE ignores ASCII case already.

@@ -25,8 +25,8 @@ from itsm.extensions import db
 from itsm.formutil import options
 from itsm.recurring import forms as recurrence_forms
 from itsm.recurring import service as recurring
-from itsm.templating import show_time
-from itsm.tickets import service
+from itsm.templating import show_time, url_with
+from itsm.tickets import categories, history, service
 from itsm.tickets.export import csv_lines
 from itsm.tickets.forms import BULK_MAX, SORTS, ActionForm, BulkForm, CommentForm, FilterForm, MoveForm, TicketForm
 from itsm.tickets.models import Comment, Ticket, TicketEvent
@@ -39,6 +39,11 @@ bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 @login_required
 def require_login():
     """Every desk page needs a signed-in agent or admin."""
+
+
+@bp.app_template_global("describe_event")
+def describe_event(event):
+    return history.describe(event)
 
 
 def get_ticket_or_404(ticket_id: int) -> Ticket:
@@ -69,7 +74,8 @@ def _render_list(form: FilterForm, conditions: list | None, bulk_form: BulkForm 
         bulk_form = BulkForm(formdata=None)
         bulk_form.fill_choices()
     context = {"form": form, "action_form": ActionForm(), "bulk_form": bulk_form, "header_sorts": HEADER_SORTS,
-               "selection_error": selection_error, "selected": selected, "SORTS": SORTS}
+               "selection_error": selection_error, "selected": selected, "SORTS": SORTS,
+               "categories": categories.known()}
     if conditions is None:
         return render_template("tickets/list.html", page=None, **context), 400
     number = page_number()
@@ -125,6 +131,11 @@ def bulk():
     flash(f"{changed} ticket{'' if changed == 1 else 's'} updated"
           + (f"; {unchanged} already had {'that value' if len(changes) == 1 else 'these values'}." if unchanged
              else "."), "success" if changed else "info")
+    number = page_number()
+    if number > 1:  # the change may have moved tickets out of the filter: stay on a page that still exists
+        last = ticket_page(conditions, form.sort.data or "newest", 1, current_app.config["TICKETS_PER_PAGE"]).pages
+        if number > last:
+            return redirect(url_with(page=last if last > 1 else None))
     return redirect(request.full_path.rstrip("?"))
 
 
@@ -150,7 +161,8 @@ def _preview(form) -> list:
 
 def _render_form(form: TicketForm, ticket: Ticket | None) -> str:
     return render_template("tickets/form.html", form=form, ticket=ticket, preview=_preview(form),
-                           tz=form.recurrence_time_zone.data, time_zones=recurrence_forms.sorted_time_zones())
+                           tz=form.recurrence_time_zone.data, time_zones=recurrence_forms.sorted_time_zones(),
+                           categories=categories.known())
 
 
 @bp.route("/new", methods=["GET", "POST"])

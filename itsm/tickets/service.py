@@ -6,6 +6,7 @@ from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail import notify
+from itsm.tickets import categories
 from itsm.tickets.models import PRIORITIES, Comment, Ticket, TicketEvent
 from itsm.users.models import User
 
@@ -55,7 +56,7 @@ def create_ticket(*, actor: User | None, column: BoardColumn | None, title: str,
     ticket = Ticket(
         title=title.strip(), description=description or "", priority=priority,
         column_id=column.id if column else None,
-        assignee_id=assignee_id, requester_email=requester_email or None, category=(category or "").strip(),
+        assignee_id=assignee_id, requester_email=requester_email or None, category=categories.canonical(category),
         created_by_id=actor.id if actor else None, created_at=now, updated_at=now,
     )
     db.session.add(ticket)
@@ -78,6 +79,8 @@ def update_ticket(ticket: Ticket, actor: User | None, **values) -> dict:
         values["title"] = values["title"].strip()
     if "category" in values:
         values["category"] = (values["category"] or "").strip()
+        if values["category"] != ticket.category:  # a changed category takes an existing spelling
+            values["category"] = categories.canonical(values["category"])
     if "requester_email" in values:
         values["requester_email"] = values["requester_email"] or None
     changes = {}

@@ -55,3 +55,47 @@ def test_recurring_ticket_with_live_preview(live_server, page, artifacts, databa
     page.get_by_role("button", name="Pause").click()
     expect(page.locator(".flash-success")).to_contain_text("paused")
     expect(page.locator("h1 .badge.paused")).to_be_visible()
+
+
+def test_choices_left_behind_by_a_unit_change_never_block_the_form(live_server, page, artifacts, database_url):
+    """Mon and Thu ticked under weekly, then monthly chosen: the hidden checkboxes neither show up in the
+    preview's complaints nor stop the save. The end fields show only for the matching Ends option."""
+    page.goto(live_server + "/login")
+    page.get_by_label("Email").fill("agent@example.com")
+    page.get_by_label("Password").fill(factories.PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.goto(live_server + "/tickets/new")
+    page.get_by_label("Title").fill("Monthly report")
+    page.get_by_label("Repeat this ticket on a schedule").check()
+    page.get_by_label("Next occurrence").fill("2027-03-04T09:00")
+    page.get_by_label("Time zone").fill("UTC")
+    page.get_by_label("Time zone").press("Tab")
+    page.get_by_label("Monday", exact=True).check()
+    page.get_by_label("Thursday", exact=True).check()
+    preview = page.locator("#recurrence-preview time")
+    expect(preview.first).to_have_text("Thu 2027-03-04 09:00 UTC")
+    expect(preview.nth(1)).to_have_text("Mon 2027-03-08 09:00 UTC")
+
+    page.get_by_label("Unit").select_option("monthly")
+    expect(page.locator(".for-weekly")).to_be_hidden()
+    expect(preview.nth(1)).to_have_text("Sun 2027-04-04 09:00 UTC")  # the 4th of each month
+    expect(page.locator("#recurrence-preview")).not_to_contain_text("weekly")
+
+    end_date, occurrences = page.get_by_label("End date"), page.get_by_label("Occurrences", exact=True)
+    expect(end_date).to_be_hidden()
+    expect(occurrences).to_be_hidden()  # "Never" is chosen
+    page.get_by_label("On a date").check()
+    expect(end_date).to_be_visible()
+    expect(occurrences).to_be_hidden()
+    page.get_by_label("After a number of occurrences").check()
+    expect(occurrences).to_be_visible()
+    expect(end_date).to_be_hidden()
+    occurrences.fill("3")
+    occurrences.press("Tab")
+    expect(preview).to_have_count(3)
+    page.screenshot(path=str(artifacts / f"recurring-form-unit-change-{database_url.split(':')[0]}.png"),
+                    full_page=True)
+
+    page.get_by_role("button", name="Create ticket").click()
+    expect(page.locator(".flash-success")).to_contain_text("Recurring ticket")
+    expect(page.locator(".card strong").first).to_have_text("Every month at 09:00 (UTC), 3 times in all")

@@ -73,8 +73,8 @@ def test_cards_show_priority_assignee_and_age_with_the_full_time_in_a_title(app,
     with app.app_context():
         ticket_id = make("Printer jam", 3, priority=3, assignee_id=ids.agent)
         opened = db.session.get(Ticket, ticket_id).created_at
-        from itsm.templating import local_dt
-        full = local_dt(opened)
+        from itsm.templating import show_time
+        full = show_time(opened)
     auth.login()
     page = client.get("/board").get_data(as_text=True)
     card = re.search(rf'<article[^>]*id="card-{ticket_id}".*?</article>', page, re.S).group(0)

@@ -83,10 +83,8 @@ def test_next_occurrence_moves_to_the_first_time_that_fits_the_rule(app, auth, f
      "before the first occurrence"),
     ({"recurrence_ends": "after_count", "recurrence_count": "0"}, "recurrence_count", "between 1 and"),
     ({"recurrence_ends": "after_count", "recurrence_count": ""}, "recurrence_count", "how many times"),
-    ({"recurrence_interval": "daily"}, "recurrence_weekdays", "weekly rules only"),
-    ({"recurrence_weekdays_only": "y"}, "recurrence_weekdays_only", "daily rules only"),
-    ({"recurrence_interval": "daily", "recurrence_weekdays": None, "recurrence_monthly_mode": "last_day"},
-     "recurrence_monthly_mode", "monthly rules only"),
+    ({"recurrence_interval": "monthly", "recurrence_monthly_mode": "ordinal", "recurrence_ordinal": "9"},
+     "recurrence_ordinal", "Not a valid choice"),
     ({"recurrence_open_policy": "skip_open", "recurrence_catch_up": "all"}, "recurrence_catch_up", "only works"),
     ({"recurrence_lead_hours": "-3"}, "recurrence_lead_hours", "between 0 and"),
     ({"recurrence_interval": "hourly"}, "recurrence_interval", "Not a valid choice"),
@@ -109,6 +107,98 @@ def test_a_plain_ticket_ignores_the_hidden_recurrence_controls(app, auth, form):
     with app.app_context():
         ticket = db.session.scalar(sa.select(Ticket))
         assert not ticket.is_recurring and ticket.column_id is not None and ticket.recurrence is None
+
+
+def error_fields(page: str) -> set[str]:
+    return set(re.findall(r'<p class="error" id="([a-z_]+)-error">', page))
+
+
+def template_rule(app) -> dict:
+    with app.app_context():
+        rec = db.session.scalar(sa.select(Ticket)).recurrence
+        return {c: getattr(rec, c) for c in ("recurrence_interval", "recurrence_weekdays", "recurrence_monthly_mode",
+                                             "recurrence_ordinal", "recurrence_ordinal_weekday",
+                                             "recurrence_weekdays_only", "recurrence_end_date", "recurrence_count")}
+
+
+def test_weekdays_ticked_under_weekly_are_dropped_when_the_unit_becomes_monthly(app, client, auth, form):
+    """Mon and Thu ticked, then "monthly" chosen: the hidden checkboxes still post (always so without
+    JavaScript), and neither the preview nor the save holds them against the user."""
+    auth.login()
+    posted = form(recurrence_interval="monthly", recurrence_weekdays=["0", "3"], next_occurrence="2027-03-04T09:00")
+    query = {k: v for k, v in posted.items() if k.startswith("recurrence_") or k == "next_occurrence"}
+    preview = client.get("/tickets/recurrence-preview", query_string=query)
+    assert preview.status_code == 200, preview.get_data(as_text=True)
+    assert "weekly rules only" not in preview.get_data(as_text=True)
+    assert re.findall(r"<time[^>]*>([^<]*)</time>", preview.get_data(as_text=True))[:2] == [
+        "Thu 2027-03-04 09:00 Europe/Berlin", "Sun 2027-04-04 09:00 Europe/Berlin"]  # the 4th, no weekdays
+    response = auth.post("/tickets/new", posted)
+    assert response.status_code == 302, error_fields(response.get_data(as_text=True))
+    rule = template_rule(app)
+    assert (rule["recurrence_interval"], rule["recurrence_weekdays"], rule["recurrence_monthly_mode"]) == (
+        "monthly", "", "day")
+
+
+def test_a_monthly_option_is_dropped_when_the_unit_changes(app, auth, form):
+    auth.login()
+    response = auth.post("/tickets/new", form(
+        recurrence_interval="daily", recurrence_weekdays=["1"], recurrence_weekdays_only="y",
+        recurrence_monthly_mode="ordinal", recurrence_ordinal="-1", recurrence_ordinal_weekday="4"))
+    assert response.status_code == 302, error_fields(response.get_data(as_text=True))
+    rule = template_rule(app)
+    assert rule == {"recurrence_interval": "daily", "recurrence_weekdays": "", "recurrence_monthly_mode": "day",
+                    "recurrence_ordinal": None, "recurrence_ordinal_weekday": None,
+                    "recurrence_weekdays_only": True, "recurrence_end_date": None, "recurrence_count": None}
+
+
+@pytest.mark.parametrize("overrides", [
+    {"recurrence_interval": "weekly", "recurrence_weekdays_only": "bogus", "recurrence_monthly_mode": "nonsense"},
+    {"recurrence_interval": "weekly", "recurrence_monthly_mode": "last_day"},  # left behind by "monthly"
+    {"recurrence_interval": "yearly", "recurrence_weekdays": ["0", "3"], "recurrence_monthly_mode": "ordinal",
+     "recurrence_ordinal": "-1", "recurrence_ordinal_weekday": "4", "recurrence_weekdays_only": "y"},
+    {"recurrence_interval": "monthly", "recurrence_weekdays": ["9", "x"], "recurrence_ordinal": "x"},
+    {"recurrence_interval": "monthly", "recurrence_monthly_mode": "last_day", "recurrence_ordinal": "77",
+     "recurrence_ordinal_weekday": "-4"},
+    {"recurrence_ends": "never", "recurrence_end_date": "not a date", "recurrence_count": "many"},
+    {"recurrence_ends": "on_date", "recurrence_end_date": "2027-12-31", "recurrence_count": "0"},
+    {"recurrence_ends": "after_count", "recurrence_end_date": "1999-01-01", "recurrence_count": "3"},
+])
+def test_hidden_controls_never_block_the_save(app, auth, form, overrides):
+    auth.login()
+    response = auth.post("/tickets/new", form(**overrides))
+    assert response.status_code == 302, error_fields(response.get_data(as_text=True))
+    rule = template_rule(app)
+    assert rule["recurrence_end_date"] == (datetime(2027, 12, 31).date() if overrides.get("recurrence_ends")
+                                           == "on_date" else None)
+    assert rule["recurrence_count"] == (3 if overrides.get("recurrence_ends") == "after_count" else None)
+
+
+def test_errors_are_shown_on_visible_fields_only_and_hidden_choices_come_back_cleared(app, auth, form):
+    """A save that fails for a visible reason re-renders the form: the choices that do not apply come
+    back cleared (unticked, empty) and carry no error of their own."""
+    auth.login()
+    response = auth.post("/tickets/new", form(
+        recurrence_interval="monthly", recurrence_weekdays=["0", "3"], recurrence_time_zone="Mars/Olympus",
+        recurrence_ends="never", recurrence_end_date="garbage", recurrence_count="-5"))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert error_fields(page) == {"recurrence_time_zone"}
+    assert not re.search(r'name="recurrence_weekdays"[^>]*checked', page)
+    assert 'value="garbage"' not in page and 'value="-5"' not in page
+    with app.app_context():
+        assert count() == 0
+
+
+def test_without_javascript_both_end_fields_show_and_only_the_chosen_one_is_checked(app, client, auth, form):
+    auth.login()
+    page = client.get("/tickets/new").get_data(as_text=True)
+    for name in ("recurrence_end_date", "recurrence_count"):
+        assert re.search(rf'<div class="field [^"]*for-ends[^"]*">\s*<label for="{name}"', page), name
+    assert " hidden" not in page[page.find("for-ends"):page.find("ends-hint")]
+    response = auth.post("/tickets/new", form(recurrence_ends="on_date", recurrence_end_date="",
+                                              recurrence_count="oops"))
+    assert response.status_code == 400
+    assert error_fields(response.get_data(as_text=True)) == {"recurrence_end_date"}
 
 
 def test_preview_endpoint(client, auth, form):
