@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import threading
 from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -19,6 +18,7 @@ from itsm.mail.admin_mail import send_daily_digests
 from itsm.mail.delivery import Undeliverable
 from itsm.mail.models import EmailMessage
 from itsm.mail.outbox import queue_email
+from itsm.templating import show_time
 from jobs.mail import flush_outbox, send_email, send_emails
 from tests.conftest import AuthActions
 from tests.mailserver import _Inbox
@@ -190,7 +190,7 @@ def test_the_outbox_page_shows_the_next_attempt_and_the_digests_count_deferred_a
             last_error="SMTPRecipientsRefused: 550 no such user")
     auth.login()
     page = client.get("/admin/outbox").get_data(as_text=True)
-    local = when.astimezone(ZoneInfo("America/Toronto")).strftime("%Y-%m-%d %H:%M:%S")
+    local = show_time(when, "America/Toronto")
     assert "Next attempt" in page and local in page and "deferred 2 times" in page
     assert "Connection refused" in page and "1 min, 5 min, 15 min, 60 min, then every 60 min" in page
     assert re.search(r">deferred \(1\)<", page) and re.search(r">failed \(1\)<", page)

@@ -280,3 +280,19 @@ def test_csv_export_in_the_boards_order_continues_across_batches(app, client, au
     in_list = re.findall(r'<td class="title"><a href="/tickets/\d+">([^<]+)</a></td>', listed)
     exported = [r[1] for r in read_csv(client.get("/tickets/export.csv?sort=board&q=Mixed"))[1:]]
     assert exported == in_list == ["Mixed 1", "Mixed 4", "Mixed 3", "Mixed 0", "Mixed 2", "Mixed 5", "Mixed 6"]
+
+
+def test_a_bulk_change_that_empties_its_page_returns_to_the_last_page_there_is(app, client, auth, ids):
+    """Page 2 of the tickets in New holds one ticket; moving it out of New leaves no page 2: the list comes
+    back on page 1 with the message, not a 404."""
+    app.config["TICKETS_PER_PAGE"] = 2
+    with app.app_context():
+        made = [factories.make_ticket(f"Paged {n}").id for n in range(3)]
+    auth.login()
+    url = f"/tickets?column={ids.columns['New']}&sort=newest&page=2"
+    assert client.get(url).status_code == 200
+    response = auth.post(url, {"ticket_id": [str(made[0])], "move_to": str(ids.columns["Done"])})
+    assert response.status_code == 302
+    assert "page=" not in response.location and f"column={ids.columns['New']}" in response.location
+    page = client.get(response.location)
+    assert page.status_code == 200 and "1 ticket updated." in page.get_data(as_text=True)
