@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from flask import get_template_attribute
 from flask_login import current_user
 from sqlalchemy import func
+from sqlalchemy.orm.attributes import set_committed_value
 
 from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
@@ -100,10 +101,12 @@ def column_cards(column: BoardColumn, conditions: list, limit: int, priority: in
 
 
 def load_assignees(tickets: list[Ticket]) -> None:
-    """One query for every card's assignee; the cards then find them in the session."""
+    """One query for every card's assignee, set on the cards: the session's identity map holds objects
+    weakly, so users merely loaded are gone again and each card would load its own."""
     ids = {t.assignee_id for t in tickets if t.assignee_id}
-    if ids:
-        db.session.scalars(db.select(User).where(User.id.in_(ids))).all()
+    users = {u.id: u for u in db.session.scalars(db.select(User).where(User.id.in_(ids)))} if ids else {}
+    for ticket in tickets:
+        set_committed_value(ticket, "assignee", users.get(ticket.assignee_id))
 
 
 def card_html(ticket: Ticket, columns: list[BoardColumn], back: str) -> str:
