@@ -21,6 +21,7 @@ from itsm.mail.models import EmailMessage, deferred
 from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.lastrun import WEEK, LastRun, last_runs, week_stats
 from itsm.schedules.models import PeriodicTask
+from itsm.templating import show_time
 
 CHART_RUNS = 40  # the newest runs of each task drawn in its duration chart
 FINAL = ("succeeded", "failed", "lost")
@@ -196,7 +197,7 @@ def duration_chart(name: str, recent: list) -> Markup:
              f'aria-label="{escape(name)}: durations of the last {len(recent)} runs, longest {longest:.3f} s">']
     for i, (duration, status, finished) in enumerate(recent):
         h = max(1.5, (height - 2) * duration / longest)
-        when = f"{finished:%Y-%m-%d %H:%M:%S} UTC " if finished else ""
+        when = f"{show_time(finished, label=True)} " if finished else ""
         tip = f"{when}{status} {duration:.3f} s"
         css = "bar" if status == "succeeded" else "bar error"
         parts.append(f'<rect class="{css}" x="{i * step:.1f}" y="{height - h:.1f}" width="{step * 0.75:.2f}" '

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 from sqlalchemy.orm import contains_eager
@@ -13,6 +14,7 @@ from itsm.extensions import db
 from itsm.recurring.models import RecurringTicketRun, TicketRecurrence
 from itsm.schedules.describe import period_of
 from itsm.schedules.models import PeriodicTask
+from itsm.templating import show_time, viewer_zone
 from itsm.tickets.models import Ticket
 
 TASK = "process_recurring_tickets"
@@ -95,9 +97,10 @@ def collect(now: datetime | None = None) -> Health:
 
 def chart(rows, now: datetime, hours: int = 168) -> Markup:
     """Runs per hour (light bars) and the longest run of each hour (dark bars, red when one failed),
-    over the last ``hours``; an empty stretch means nothing ran."""
+    over the last ``hours``; an empty stretch means nothing ran. Days and times in the viewer's zone."""
     width, lane, gap, left = 840, 60, 14, 44
     step = (width - left) / hours
+    zone = viewer_zone()
     bar = step * 0.8
     start = now - timedelta(hours=hours)
     buckets = [{"runs": 0, "max": 0.0, "errors": 0, "created": 0} for _ in range(hours)]
@@ -122,7 +125,7 @@ def chart(rows, now: datetime, hours: int = 168) -> Markup:
             continue
         x = left + i * step
         hour = start + timedelta(hours=i)
-        tip = (f"{hour:%a %d %b %H}:00 UTC: {b['runs']} run(s), {b['errors']} failed, "
+        tip = (f"{show_time(hour, zone, label=True)}, the hour from then: {b['runs']} run(s), {b['errors']} failed, "
                f"longest {b['max']:.3f} s, {b['created']} ticket(s) created")
         h_runs = max(1.0, lane * b["runs"] / most_runs)
         h_dur = max(1.0, lane * b["max"] / longest)
@@ -133,9 +136,13 @@ def chart(rows, now: datetime, hours: int = 168) -> Markup:
     base = 2 * lane + gap
     parts.append(f'<line class="axis" x1="{left}" y1="{lane}" x2="{width}" y2="{lane}"/>')
     parts.append(f'<line class="axis" x1="{left}" y1="{base}" x2="{width}" y2="{base}"/>')
-    for day in range(8):
-        x = left + day * 24 * step
-        label = (start + timedelta(days=day)).strftime("%a %d")
+    # A tick at each midnight of the viewer's zone within the window, labelled with that day.
+    tz = ZoneInfo(zone)
+    day = start.astimezone(tz).date() + timedelta(days=1)
+    while (midnight := datetime.combine(day, time(), tz)) <= now:
+        x = left + (midnight - start).total_seconds() / 3600 * step
+        label = midnight.strftime("%a %d")
+        day += timedelta(days=1)
         parts.append(f'<line class="axis" x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}"/>'
                      f'<text x="{x:.1f}" y="{base + 16}">{label}</text>')
     parts.append("</svg>")

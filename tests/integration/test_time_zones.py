@@ -141,3 +141,27 @@ def test_no_template_brings_its_own_time_format():
             if re.search(r"local_dt\(|in_zone\([^)]*,|%H|%M|\.strftime\(", line) and "h.day.strftime('%A')" not in line:
                 offenders.append(f"{path.relative_to(TEMPLATES)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+def test_charts_mark_the_viewers_days_and_hours(app):
+    """The recurring chart's day ticks fall on the viewer's midnights and its tooltips name their zone;
+    the duration sparkline's tooltips too."""
+    from types import SimpleNamespace
+
+    from itsm.automation.dashboard import duration_chart
+    from itsm.recurring.health import chart
+
+    app.config["TIME_ZONE"] = "Asia/Tokyo"  # the viewer's zone when no one is logged in
+    now = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)  # 21:00 in Tokyo
+    run = SimpleNamespace(started_at=datetime(2027, 3, 9, 16, 30, tzinfo=UTC), duration_seconds=1.5, status="ok",
+                          total_created=2)
+    with app.test_request_context("/"):
+        svg = str(chart([run], now))
+        spark = str(duration_chart("ping", [(0.5, "succeeded", datetime(2027, 3, 9, 16, 30, tzinfo=UTC))]))
+    assert "2027-03-10 01:00 Asia/Tokyo" in svg  # the hour from 16:00 UTC, in Tokyo
+    labels = re.findall(r"<text x=\"([\d.]+)\" y=\"\d+\">(\w{3} \d\d)</text>", svg)
+    assert [name for _, name in labels] == ["Thu 04", "Fri 05", "Sat 06", "Sun 07", "Mon 08", "Tue 09", "Wed 10"]
+    # Tokyo's midnight of the 10th is 15:00 UTC on the 9th: 21 hours before now, of 168.
+    x = float(dict((n, x) for x, n in labels)["Wed 10"])
+    assert abs(x - (44 + (168 - 21) * (840 - 44) / 168)) < 0.2
+    assert "2027-03-10 01:30 Asia/Tokyo succeeded" in spark
