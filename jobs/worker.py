@@ -19,6 +19,7 @@ import time
 
 from flask import Flask
 from rq import worker_registration
+from rq.exceptions import StopRequested
 from rq.worker import SimpleWorker
 
 from jobs import audit, dbconn, gate, recovery, registry, runtime, softlimit
@@ -122,7 +123,11 @@ class ItsmWorker(SimpleWorker):
         if self.app is not None:
             try:
                 recovery.maybe_recover(self.app, self.connection, self.name)
-            except Exception:
+            except Exception as err:
+                # A stop signal raises StopRequested wherever the idle worker is, a query included; the
+                # aborted query's rollback then fails and hides it. The stop goes on, not the pass.
+                if _caused_by_stop(err):
+                    raise StopRequested() from None
                 log.exception("could not look for queued jobs that Redis lost")
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
@@ -300,3 +305,12 @@ class Supervisor:
                   and not any(s.isdigit() for s in self.children.values())):
                 self._signal(signal.SIGTERM, None)  # burst: workers are done, stop the extras too
         return 0
+
+
+def _caused_by_stop(err: BaseException | None) -> bool:
+    while err is not None:
+        if isinstance(err, StopRequested):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
