@@ -11,10 +11,10 @@ from itsm.board import service as columns
 from itsm.board.models import BoardColumn, ordered_columns
 from itsm.extensions import db
 from itsm.mail.outbox import OutboxError
-from itsm.tickets.forms import ActionForm
 from itsm.users.account_mail import invite_user, send_invitation
 from itsm.users.models import User
 from itsm.users.service import UserError, create_user, update_user
+from itsm.web import ActionForm
 
 bp = admin_blueprint("admin", __name__, "/admin")
 

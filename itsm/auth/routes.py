@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from itsm.auth import sessions, throttle
 from itsm.auth.forms import LoginForm
 from itsm.users.service import authenticate
+from itsm.web import safe_next
 
 bp = Blueprint("auth", __name__)
-
-
-def safe_next(target: str | None) -> str | None:
-    """Only same-site paths: no scheme, no host, no protocol-relative or backslash tricks."""
-    if not target:
-        return None
-    target = target.strip()
-    if "\\" in target or any(ord(ch) < 32 for ch in target):
-        return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return None
-    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -20,8 +20,7 @@ from itsm.extensions import db
 from itsm.formutil import options
 from itsm.recurring import health as recurring_health
 from itsm.schedules.models import PeriodicTask
-from itsm.tickets.forms import ActionForm
-from itsm.tickets.queries import Page, page_number
+from itsm.web import ActionForm, Page, page_number
 from jobs import registry
 from jobs.connection import redis_client, unavailable
 from jobs.exceptions import JobsError

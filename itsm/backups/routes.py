@@ -8,7 +8,7 @@ from redis.exceptions import RedisError
 from itsm.admin.guard import admin_blueprint
 from itsm.backups import service
 from itsm.backups.store import NAME, backup_dir, human_size, list_backups, size_mismatch_note
-from itsm.tickets.forms import ActionForm
+from itsm.web import ActionForm
 from jobs import registry
 from jobs.connection import unavailable
 from jobs.exceptions import JobsError

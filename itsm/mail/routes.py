@@ -19,8 +19,7 @@ from itsm.mail import sink
 from itsm.mail.delivery import describe_delays
 from itsm.mail.models import DEFERRED, STATUSES, EmailMessage, deferred
 from itsm.mail.outbox import FLUSH_AFTER, queue_email
-from itsm.tickets.forms import ActionForm
-from itsm.tickets.queries import Page, page_number
+from itsm.web import ActionForm, Page, page_number
 from jobs.connection import unavailable
 from jobs.exceptions import JobsError
 

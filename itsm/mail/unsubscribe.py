@@ -8,7 +8,7 @@ from flask import Blueprint, abort, render_template
 
 from itsm.extensions import db
 from itsm.mail import preferences
-from itsm.tickets.forms import ActionForm
+from itsm.web import ActionForm
 
 bp = Blueprint("unsubscribe", __name__)
 

@@ -11,7 +11,7 @@ from itsm.admin.guard import admin_blueprint
 from itsm.extensions import db
 from itsm.formutil import strip
 from itsm.recurring.models import Holiday
-from itsm.tickets.forms import ActionForm
+from itsm.web import ActionForm
 
 bp = admin_blueprint("holidays", __name__, "/admin/holidays")
 

@@ -9,8 +9,9 @@ from itsm.extensions import db
 from itsm.recurring import forms as recurrence_forms
 from itsm.recurring import service
 from itsm.templating import show_time
-from itsm.tickets.forms import ActionForm, PreviewForm
+from itsm.tickets.forms import PreviewForm
 from itsm.tickets.models import Ticket
+from itsm.web import ActionForm
 
 bp = Blueprint("recurring", __name__, url_prefix="/tickets")
 

@@ -19,7 +19,7 @@ from itsm.schedules.forms import OneOffForm, PeriodicTaskForm, local_to_utc
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition, ValidationError, parse_json
 from itsm.templating import show_time
-from itsm.tickets.forms import ActionForm
+from itsm.web import ActionForm
 from jobs.exceptions import JobsError
 from jobs.periodic import ENTRY_PREFIX
 

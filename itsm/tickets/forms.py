@@ -72,12 +72,6 @@ class MoveForm(FlaskForm):
     invalid_message = "Choose one of the board's columns to move the ticket to."
 
 
-class ActionForm(FlaskForm):
-    """A button-only form: carries the CSRF token."""
-
-    invalid_message = "The form was missing its security token. Reload the page and try again."
-
-
 SORTS = {
     "newest": "Newest first",
     "oldest": "Oldest first",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from flask import abort, request
 from sqlalchemy import and_, func, or_, tuple_
 from sqlalchemy.orm import aliased, selectinload
 
@@ -13,6 +10,7 @@ from itsm.extensions import db
 from itsm.tickets import categories
 from itsm.tickets.models import PRIORITY_BY_NAME, Ticket
 from itsm.users.models import User
+from itsm.web import Page
 
 # Each sort's keys with their direction. The list's sorts run all in one direction, so one index serves
 # each read forwards or backwards: created_at and updated_at by ix_tickets_recurring_archived_created /
@@ -69,34 +67,6 @@ def match_conditions(*, q: str = "", assignee: str = "", priority: str = "", cat
         conditions.append(or_(Ticket.title.ilike(pattern, escape="\\"),
                               Ticket.description.ilike(pattern, escape="\\")))
     return conditions
-
-
-def page_number() -> int:
-    """The ``page`` query argument, or a 400 naming the problem."""
-    raw = request.args.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1 or len(raw) > 9:  # "²".isdigit() is True
-        abort(400, "The page number must be a whole number of 1 or more.")
-    return int(raw)
-
-
-@dataclass
-class Page:
-    items: list
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
-
-    @property
-    def has_prev(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
 
 
 def ticket_page(conditions: list, sort: str, page: int, per_page: int, recurring: bool = False) -> Page:

@@ -16,7 +16,6 @@ from flask import (
 )
 from flask_login import current_user, login_required
 
-from itsm.auth.routes import safe_next
 from itsm.board import cards as board_cards
 from itsm.board.models import BoardColumn, first_column, ordered_columns
 from itsm.dbtypes import utcnow
@@ -28,9 +27,10 @@ from itsm.recurring import service as recurring
 from itsm.templating import show_time, url_with
 from itsm.tickets import categories, history, service
 from itsm.tickets.export import csv_lines
-from itsm.tickets.forms import BULK_MAX, SORTS, ActionForm, BulkForm, CommentForm, FilterForm, MoveForm, TicketForm
+from itsm.tickets.forms import BULK_MAX, SORTS, BulkForm, CommentForm, FilterForm, MoveForm, TicketForm
 from itsm.tickets.models import Comment, Ticket, TicketEvent
-from itsm.tickets.queries import HEADER_SORTS, Page, export_rows, filter_conditions, page_number, ticket_page
+from itsm.tickets.queries import HEADER_SORTS, export_rows, filter_conditions, ticket_page
+from itsm.web import ActionForm, Page, page_number, safe_next
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from itsm.auth.routes import safe_next
+from itsm.web import safe_next
 
 
 @pytest.mark.parametrize("target", ["/board", "/tickets?q=a&page=2", "/tickets/5#comments"])
