@@ -171,7 +171,7 @@ class PeriodicScheduler:
         except JobsError:  # a row the code no longer supports: say so, keep the others running
             self.invalid.mark(row, digest, now, f"Its task {row.task!r} is not in this version's code.")
             return set()
-        if not isinstance(row.args, list) or not isinstance(row.kwargs, dict):  # JSON columns take anything
+        if not service.arguments_usable(row):
             self.invalid.mark(row, digest, now, "Its arguments are not a list, or its keyword arguments not an "
                                                 "object. Edit it or disable it.")
             return set()

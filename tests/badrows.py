@@ -48,19 +48,23 @@ def interval_bound_lifted():
             db.session.commit()
 
 
-def _task(name: str, **schedule) -> int:
-    return db.session.execute(sa.insert(PeriodicTask.__table__).values(
-        name=name, task="t.count", args=["bad"], kwargs={}, misfire_policy="skip", **schedule)
-        .returning(PeriodicTask.__table__.c.id)).scalar_one()
+def _task(name: str, **columns) -> int:
+    values = {"task": "t.count", "args": ["bad"], "kwargs": {}, "misfire_policy": "skip", **columns}
+    return db.session.execute(sa.insert(PeriodicTask.__table__).values(name=name, **values)
+                              .returning(PeriodicTask.__table__.c.id)).scalar_one()
 
 
-def insert_never_firing_crontab(name: str = "february-30") -> int:
+def _crontab_task(name: str, **fields) -> int:
     crontab = db.session.execute(sa.insert(CrontabSchedule.__table__).values(
-        minute="0", hour="0", day_of_month="30", month_of_year="2", day_of_week="*", timezone="UTC")
+        **{"minute": "0", "hour": "0", "day_of_month": "*", "month_of_year": "*", "day_of_week": "*", **fields})
         .returning(CrontabSchedule.__table__.c.id)).scalar_one()
     task_id = _task(name, crontab_id=crontab)
     db.session.commit()
     return task_id
+
+
+def insert_never_firing_crontab(name: str = "february-30") -> int:
+    return _crontab_task(name, day_of_month="30", month_of_year="2", timezone="UTC")
 
 
 def insert_huge_interval(name: str = "a-billion-days") -> int:
@@ -75,20 +79,13 @@ def insert_huge_interval(name: str = "a-billion-days") -> int:
 def insert_folder_zone(name: str = "zone-america") -> int:
     """A crontab in "America": a folder of the zone database, which ``ZoneInfo`` fails to open with an
     OSError (as if the machine were at fault), accepted by versions that only caught unknown names."""
-    crontab = db.session.execute(sa.insert(CrontabSchedule.__table__).values(
-        minute="0", hour="9", day_of_month="*", month_of_year="*", day_of_week="*", timezone="America")
-        .returning(CrontabSchedule.__table__.c.id)).scalar_one()
-    task_id = _task(name, crontab_id=crontab)
-    db.session.commit()
-    return task_id
+    return _crontab_task(name, hour="9", timezone="America")
 
 
 def insert_wrong_arguments(name: str = "args-a-number") -> int:
     """A good schedule whose JSON arguments are a number and keyword arguments a list."""
     interval = db.session.execute(sa.insert(IntervalSchedule.__table__).values(every=1, period="minutes")
                                   .returning(IntervalSchedule.__table__.c.id)).scalar_one()
-    task_id = db.session.execute(sa.insert(PeriodicTask.__table__).values(
-        name=name, task="t.count", args=5, kwargs=[1], misfire_policy="skip", interval_id=interval)
-        .returning(PeriodicTask.__table__.c.id)).scalar_one()
+    task_id = _task(name, args=5, kwargs=[1], interval_id=interval)
     db.session.commit()
     return task_id

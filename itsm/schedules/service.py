@@ -40,6 +40,11 @@ def _copy(value, kind: type):
     return kind(value) if isinstance(value, kind) else value
 
 
+def arguments_usable(row: PeriodicTask) -> bool:
+    """Whether the row's JSON columns hold what a job is called with (they accept any JSON)."""
+    return isinstance(row.args, list) and isinstance(row.kwargs, dict)
+
+
 def definition_of(row: PeriodicTask) -> Definition:
     d = Definition(
         name=row.name, task=row.task, kind=row.kind, args=_copy(row.args, list), kwargs=_copy(row.kwargs, dict),
@@ -157,7 +162,7 @@ def _differs(current: dict, default: dict) -> bool:
 def run_now(row: PeriodicTask):
     """Enqueue a periodic task's job now, outside its schedule (raises JobsError)."""
     known_tasks()  # loads every task module
-    if not isinstance(row.args, list) or not isinstance(row.kwargs, dict):
+    if not arguments_usable(row):
         raise JobsError("its arguments are not a list, or its keyword arguments not an object; edit it first")
     return registry.get(row.task).apply_async(row.args, row.kwargs, queue=row.queue)
 
