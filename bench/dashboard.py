@@ -34,7 +34,7 @@ SECTION = "## Automation dashboard (bench/dashboard.py)"
 REDIS_URL = "redis://127.0.0.1:6379/10"
 TARGET_MS = 100.0
 DAYS = 90
-# (task, minutes between runs, queue) for the periodic tasks in jobs/schedule.py
+# (task, minutes between runs, queue) for the periodic tasks in itsm/schedules/catalog.py
 PERIODIC = [("flush_outbox", 1, "high"), ("process_recurring_tickets", 5, "default"),
             ("watch_schedules", 5, "high"), ("diagnostics.ping", 10, "default"), ("cleanup_stuck_runs", 10, "high"),
             ("archive_done_tickets", 60, "low"),

@@ -40,8 +40,8 @@ from rq import Queue
 from sqlalchemy import func, select, text
 
 from bench import benchtasks, common, plaintasks
-from itsm.automation.models import JobRun
 from itsm.extensions import db
+from jobs.models import JobRun
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # owned by this script: the only database it flushes
 SECTION = "## Jobs (bench/jobs.py)"

@@ -3,7 +3,7 @@
 A throwaway PostgreSQL database, Redis database 13 (flushed before and after) and an
 aiosmtpd server in this process. Each run writes ``--messages`` outbox rows in one
 transaction (which queues their send jobs on commit: ``send_emails`` batches of up to
-``jobs.mail.BATCH_SIZE`` rows), starts ``flask worker --concurrency 2`` and times until the
+``itsm.mail.outbox.BATCH_SIZE`` rows), starts ``flask worker --concurrency 2`` and times until the
 SMTP server holds every message and every row is *sent*. The baseline measured in the same
 run is smtplib sending the same number of messages straight to the server, one connection
 each, as Flask-Mail does without a kept connection: the price of the outbox (claims, a mark
@@ -34,8 +34,8 @@ from sqlalchemy import delete, func, select
 from bench import common
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
-from itsm.mail.outbox import insert_rows, queue_email, rendered
-from jobs.mail import BATCH_SIZE, CLAIM_GROUP
+from itsm.mail.outbox import BATCH_SIZE, insert_rows, queue_email, rendered
+from itsm.mail.tasks import CLAIM_GROUP
 from tests.mailserver import MailServer
 
 SECTION = "## Email (bench/outbox.py)"

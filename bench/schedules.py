@@ -39,11 +39,11 @@ from sqlalchemy import and_, select, text
 
 from bench import common, plaintasks
 from bench.common import percentile as pct  # nearest rank
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.schedules import service
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition
+from jobs.models import JobRun
 
 REDIS_URL = "redis://127.0.0.1:6379/10"  # owned by this script: the only database it flushes
 SECTION = "## Schedules (bench/schedules.py)"

@@ -33,6 +33,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_logger(app)
     register_maintenance(app)
     register_extensions(app)
+    register_jobs(app)
     register_blueprints(app)
     register_errorhandlers(app)
     register_template_helpers(app)
@@ -80,11 +81,9 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"))
     mail.init_app(app)
-    from itsm.mail import notify, outbox
-    from jobs import runtime
+    from itsm.mail import outbox
 
     outbox.register()
-    runtime.on_final_failure(notify.system_failure)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -94,6 +93,29 @@ def register_extensions(app: Flask) -> None:
 
     sessions.register(app, login_manager)
     configure_engine(app)
+
+
+def task_modules() -> tuple[str, ...]:
+    """Every feature's jobs: the ``tasks`` module of each package in ``itsm/`` (adding one is enough)."""
+    import pkgutil
+
+    here = os.path.dirname(__file__)
+    return tuple(f"itsm.{found.name}.tasks" for found in pkgutil.iter_modules([here])
+                 if found.ispkg and os.path.exists(os.path.join(here, found.name, "tasks.py")))
+
+
+def register_jobs(app: Flask) -> None:
+    """The task modules, loaded once, and the hooks through which the job runtime (which imports no
+    feature) calls into the features."""
+    from itsm.mail import notify, sending
+    from itsm.maintenance.inflight import JobsPause
+    from itsm.schedules import firing, scheduler
+    from jobs import hooks, registry, runtime
+
+    registry.load((*task_modules(), *app.config["JOBS_IMPORTS"]))
+    runtime.on_final_failure(notify.system_failure)
+    hooks.register(attempt_claims=firing.AttemptClaims, maintenance=JobsPause,
+                   on_worker_start=sending.keep_connections, run_scheduler=scheduler.run_forked)
 
 
 def register_blueprints(app: Flask) -> None:

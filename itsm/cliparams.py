@@ -1,4 +1,5 @@
-"""Option types for the ``flask`` commands: every number has bounds on both sides.
+"""Command classes and option types for the ``flask`` commands: every bad input fails in one line, every
+number has bounds on both sides.
 
 click's FloatRange lets ``nan`` through (it compares false with both bounds) and reports ``inf`` only when
 a bound happens to be set; a number that got through then ended in an OverflowError traceback deep in
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 
 import click
+from flask.cli import AppGroup
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -22,3 +24,43 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a number in the range {self._describe_range()}.", param, ctx)
         return super().convert(number, param, ctx)
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line on stderr, with where to look for help (CONTRACT: every command
+    fails with a one-line reason on stderr, bad options included)."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+        self.exit_code = error.exit_code
+
+    def show(self, file=None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"Error: {self.format_message()}{hint}", err=True, file=file)
+
+
+class _OneLineErrors:
+    """Turn click's usage errors (parsing a command's options, or raised by its body) into one line."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            raise err if isinstance(err, OneLineUsageError) else OneLineUsageError(err) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            raise err if isinstance(err, OneLineUsageError) else OneLineUsageError(err) from None
+
+
+class Command(_OneLineErrors, click.Command):
+    """Every ``flask`` command of ours (``cls=Command``, or made by a ``Group``)."""
+
+
+class Group(_OneLineErrors, AppGroup):
+    """Every ``flask`` command group of ours: its commands run in the app context and fail in one line."""
+
+    command_class = Command
+    group_class = type  # subgroups are Groups too

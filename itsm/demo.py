@@ -7,18 +7,18 @@ from zoneinfo import ZoneInfo
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
 from itsm.board.models import BoardColumn, ordered_columns
 from itsm.board.service import create_column
+from itsm.cliparams import Group
 from itsm.extensions import db
 from itsm.recurring import service as recurring
-from itsm.recurring.forms import Recurrence
+from itsm.recurring.series import Recurrence
 from itsm.tickets import service as tickets
 from itsm.tickets.models import Ticket
 from itsm.users.service import create_user, find_by_email
 
-demo_cli = AppGroup("demo", help="Demo data.")
+demo_cli = Group("demo", help="Demo data.")
 
 DEMO_ADMIN = ("admin@example.com", "demo-admin-pass", "Ada Admin")
 DEMO_AGENT = ("agent@example.com", "demo-agent-pass", "Alan Agent")

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.dbtypes import utcnow
-from itsm.extensions import db
+from itsm.extensions import db, redis_client
 
 bp = Blueprint("health", __name__)
 
@@ -39,8 +39,8 @@ def _timed(check: Callable[[], tuple[bool, dict]]) -> dict:
 
 
 def _redis() -> Redis:
-    # Its own short timeouts: a readiness probe must answer within the prober's deadline.
-    return Redis.from_url(current_app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2)
+    # The short timeouts: a readiness probe must answer within the prober's deadline.
+    return redis_client(kind="probe")
 
 
 def _database() -> tuple[bool, dict]:

@@ -1,7 +1,6 @@
 """Every model, imported in one place so Alembic sees the whole schema."""
 
 from itsm.auth.sessions import UserSession
-from itsm.automation.models import JobRun
 from itsm.board.models import BoardColumn
 from itsm.housekeeping.settings import Setting
 from itsm.mail.models import EmailMessage, EmailOptOut
@@ -18,6 +17,7 @@ from itsm.schedules.models import (
 )
 from itsm.tickets.models import Comment, Ticket, TicketEvent
 from itsm.users.models import User
+from jobs.models import JobRun
 
 __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",

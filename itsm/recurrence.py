@@ -8,22 +8,14 @@ falls on the last day of shorter months and returns to the 31st after.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from dateutil.relativedelta import relativedelta
 
+from itsm.zones import to_utc
+
 INTERVALS = ("daily", "weekly", "monthly", "yearly")
-
-
-def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
-    """A naive wall-clock time in ``zone`` as aware UTC.
-
-    PEP 495's fold=0 reads a time inside a spring-forward gap with the offset from before
-    the gap, which moves it forward by the gap, and an ambiguous fall-back time as its
-    first instance: the rules the contract asks for.
-    """
-    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
 
 
 def _step(interval: str, every: int, k: int):

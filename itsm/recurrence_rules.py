@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 from dateutil import rrule
 from dateutil.relativedelta import relativedelta
 
-from itsm.recurrence import INTERVALS, to_utc
+from itsm.recurrence import INTERVALS
+from itsm.zones import to_utc
 
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", -1: "last"}

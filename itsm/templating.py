@@ -6,7 +6,7 @@ from datetime import datetime, tzinfo
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, current_app, g, get_template_attribute, has_request_context, request
 from jinja2 import pass_context
 
 from itsm.tickets.models import CATCH_UP, OPEN_POLICIES, PRIORITIES
@@ -74,6 +74,11 @@ def weekday(value: datetime | None, tz: str | None = None) -> str:
     if value is None:
         return ""
     return value.astimezone(ZoneInfo(tz) if tz else value.tzinfo).strftime("%a")
+
+
+def chart_macro(name: str):
+    """A macro of ``templates/_macros/charts.html``, called from Python with the chart's computed geometry."""
+    return get_template_attribute("_macros/charts.html", name)
 
 
 def url_with(_path: str | None = None, **params) -> str:

@@ -11,9 +11,9 @@ from datetime import datetime
 from sqlalchemy import and_, bindparam, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from jobs import dbconn
+from jobs.models import JobRun
 
 TABLE = JobRun.__table__
 log = logging.getLogger("jobs.audit")

@@ -8,18 +8,20 @@ from datetime import datetime
 
 import click
 from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from itsm.cliparams import FiniteFloatRange
-from jobs import audit, liveness, logctx, registry
-from jobs.connection import ping, queue_names, redis_client, unavailable
+from itsm.cliparams import Command, FiniteFloatRange, Group
+from itsm.extensions import redis_client
+from jobs import audit, hooks, liveness, logctx, registry
+from jobs.connection import ping, queue_names, unavailable
 from jobs.exceptions import JobsError
 from jobs.runtime import ATTEMPT_FIELD, RETRY_BASE_FIELD
 from jobs.task import MAX_DELAY
+from jobs.worker import Supervisor
 
 
 def _queues_option(value: str) -> list[str]:
@@ -31,14 +33,15 @@ def _queues_option(value: str) -> list[str]:
     return names
 
 
-def _require_redis() -> None:
+def require_redis() -> None:
+    """A command that needs Redis stops with one line when it does not answer."""
     try:
         ping()
     except JobsError as err:
         raise click.ClickException(str(err)) from None
 
 
-@click.command("worker")
+@click.command("worker", cls=Command)
 @click.option("--queues", "-q", default="high,default,low", show_default=True,
               help="Queues in priority order, comma-separated.")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=2, show_default=True,
@@ -53,14 +56,11 @@ def _require_redis() -> None:
 @with_appcontext
 def worker_command(queues, concurrency, burst, max_jobs, loglevel, purge, with_scheduler) -> None:
     """Run RQ workers for the app's background jobs."""
-    from jobs.worker import Supervisor
-
     app = current_app._get_current_object()
     names = _queues_option(queues)
     level = (loglevel or app.config["JOBS_LOG_LEVEL"]).upper()
     logctx.install(getattr(logging, level, logging.INFO))
-    _require_redis()
-    registry.load(app.config["JOBS_IMPORTS"])
+    require_redis()
     if purge:
         counts = {name: Queue(name, connection=redis_client()).count for name in names}
         click.confirm(f"Delete every waiting job in {', '.join(f'{n} ({c})' for n, c in counts.items())}?",
@@ -74,20 +74,20 @@ def worker_command(queues, concurrency, burst, max_jobs, loglevel, purge, with_s
         click.echo(f"Purged {sum(counts.values())} job(s).", err=True)
     extra = {}
     if with_scheduler:
-        from jobs.scheduler_entry import run_scheduler
-
-        extra["scheduler"] = run_scheduler
+        if hooks.scheduler is None:
+            raise click.ClickException("--with-scheduler: this app registers no scheduler")
+        extra["scheduler"] = hooks.scheduler
     redis_client().close()  # the children open their own connections
     raise SystemExit(Supervisor(app, names, concurrency, burst, max_jobs, level, extra).run())
 
 
-jobs_cli = AppGroup("jobs", help="Background jobs: workers, queues, failures.")
+jobs_cli = Group("jobs", help="Background jobs: workers, queues, failures.")
 
 
 @jobs_cli.command("ping")
 def jobs_ping() -> None:
     """Live workers and scheduler with heartbeat age; exit 1 when none."""
-    _require_redis()
+    require_redis()
     conn = redis_client()
     live_workers = 0
     for w in liveness.workers(conn):
@@ -109,7 +109,7 @@ def jobs_ping() -> None:
 @jobs_cli.command("status")
 def jobs_status() -> None:
     """Queue depths, started, failed and scheduled counts."""
-    _require_redis()
+    require_redis()
     conn = redis_client()
     click.echo(f"{'queue':10} {'queued':>8} {'started':>8} {'scheduled':>10} {'failed':>8}")
     for q in liveness.queues(conn):
@@ -122,7 +122,7 @@ def jobs_status() -> None:
 def jobs_requeue_failed(queue_name: str | None) -> None:
     """Requeue failed jobs; each gets its full retries again."""
     names = _queues_option(queue_name) if queue_name else list(queue_names())
-    _require_redis()
+    require_redis()
     conn = redis_client()
     total = 0
     try:
@@ -148,7 +148,6 @@ def jobs_requeue_failed(queue_name: str | None) -> None:
 @click.option("--eta", help="When to run, ISO 8601 with a time zone (a past time runs now; at most 10 years ahead).")
 def jobs_enqueue(task_name, args_json, kwargs_json, queue_name, countdown, eta) -> None:
     """Enqueue a task by name."""
-    registry.load(current_app.config["JOBS_IMPORTS"])
     try:
         task = registry.get(task_name)
         args, kwargs = json.loads(args_json), json.loads(kwargs_json)
@@ -162,17 +161,3 @@ def jobs_enqueue(task_name, args_json, kwargs_json, queue_name, countdown, eta) 
         raise click.ClickException(str(err)) from None
     when_text = f" for {handle.scheduled_for.isoformat()}" if handle.scheduled_for else ""
     click.echo(f"Enqueued {handle.task} as {handle.id} on {handle.queue}{when_text}.")
-
-
-@click.command("scheduler")
-@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-              default=None, help="Log level (default: LOG_LEVEL, else WARNING in production).")
-@with_appcontext
-def scheduler_command(loglevel) -> None:
-    """Run the single periodic-job scheduler."""
-    from jobs.periodic import run_scheduler
-
-    app = current_app._get_current_object()
-    logctx.install(getattr(logging, (loglevel or app.config["JOBS_LOG_LEVEL"]).upper(), logging.INFO))
-    _require_redis()
-    raise SystemExit(run_scheduler(app))

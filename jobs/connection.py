@@ -1,4 +1,4 @@
-"""Redis clients and RQ queues for the current app, created on first use (never at import)."""
+"""RQ queues for the current app, on its Redis client (``itsm.extensions``)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
+from itsm.extensions import redis_client
 from jobs.exceptions import JobsUnavailableError, UnknownQueueError
-
-
-def redis_client(app: Flask | None = None) -> Redis:
-    """The app's shared client for short commands; timeouts keep a web request from hanging."""
-    app = app or current_app._get_current_object()
-    client = app.extensions.get("itsm_redis")
-    if client is None:
-        client = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5,
-                                health_check_interval=30)
-        app.extensions["itsm_redis"] = client
-    return client
-
-
-def worker_redis(app: Flask) -> Redis:
-    """A client for a worker process: blocking dequeues need no socket timeout."""
-    return Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=5, health_check_interval=30)
 
 
 def queue_names(app: Flask | None = None) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 from rq import Retry as RQRetry
@@ -12,8 +13,11 @@ from rq.job import JobStatus
 from itsm.dbtypes import utcnow
 from jobs import audit
 from jobs.connection import get_queue, unavailable
+from jobs.request import JobHandle
 from jobs.runtime import run
-from jobs.task import JobHandle, Task
+
+if TYPE_CHECKING:
+    from jobs.task import Task
 
 
 def job_options(task: Task, args: tuple, kwargs: dict, job_id: str, summary: str) -> dict:

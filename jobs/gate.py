@@ -3,7 +3,7 @@
 A worker finishes the job it is running; the jobs queued meanwhile wait in Redis, in order, and run once
 maintenance is lifted. A worker that was already blocked waiting on its queues when maintenance began
 may still pop a job: it counts the job in flight and reads the flag in one round trip (see
-``itsm.maintenance.inflight``) and, finding the flag on, puts the job back at the head of its queue.
+``jobs.hooks.pause``) and, finding the flag on, puts the job back at the head of its queue.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ import time
 from rq.intermediate_queue import IntermediateQueue
 from rq.worker import WorkerStatus
 
-from itsm import maintenance
-from itsm.maintenance import inflight
+from jobs import hooks
 
 log = logging.getLogger("jobs.gate")
 POLL_SECONDS = 0.5
 
 
 def _on(app) -> bool:
+    if hooks.pause is None:  # no maintenance mode registered (a bare runtime)
+        return False
     try:
-        return maintenance.current(app).on
+        return hooks.pause.is_on(app)
     except Exception as err:  # noqa: BLE001 -- neither Redis nor the database answers: take nothing yet
         log.warning("cannot read the maintenance flag, taking no job for now: %s", err)
         return True
@@ -56,7 +57,7 @@ def _give_back(job, queue) -> None:
 def dequeue(worker, dequeue_job, timeout, max_idle_time):
     """``ItsmWorker.dequeue_job_and_maintain_ttl``: wait out maintenance mode, then take a job only if the
     flag is still off once the job is counted in flight."""
-    tracker = inflight.tracker(worker.app, "job", owner=worker.name)
+    pause = hooks.pause
     while True:
         _wait_while_on(worker)
         if worker._stop_requested:
@@ -64,21 +65,24 @@ def dequeue(worker, dequeue_job, timeout, max_idle_time):
         result = dequeue_job(timeout, max_idle_time)
         if result is None:
             return None
+        if pause is None:
+            return result
         job, queue = result
         task = job.args[0] if job.args else job.func_name
         try:
-            state = tracker.begin(job.id, str(task), connection=worker.connection)
+            on = pause.begin(worker.app, worker.name, job.id, str(task), worker.connection)
         except Exception as err:  # noqa: BLE001 -- cannot tell: treat as on, the job waits
             log.warning("cannot read the maintenance flag: %s", err)
-            state = maintenance.State(on=True)
-        if not state.on:
+            on = True
+        if not on:
             return result
         _give_back(job, queue)
 
 
 def finished(worker, job) -> None:
     """The job is no longer in flight (ItsmWorker.execute_job, whatever happened to it)."""
-    inflight.tracker(worker.app, "job", owner=worker.name).end(job.id, connection=worker.connection)
+    if hooks.pause is not None:
+        hooks.pause.end(worker.app, worker.name, job.id, worker.connection)
 
 
 class Pause:

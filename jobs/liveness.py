@@ -3,6 +3,7 @@ automation dashboard and ``flask jobs ping`` see them."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from redis import Redis
@@ -11,9 +12,14 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 
 from itsm.dbtypes import utcnow
 from jobs.connection import queue_names
-from jobs.periodic import heartbeat_age
 
 LIVE_SECONDS = 60  # a heartbeat older than this is a dead process
+HEARTBEAT_KEY = "itsm:scheduler:heartbeat"  # the periodic-job scheduler's, set once a second while it runs
+
+
+def heartbeat_age(connection: Redis) -> float | None:
+    raw = connection.get(HEARTBEAT_KEY)
+    return None if raw is None else max(0.0, time.time() - float(raw))
 
 
 @dataclass

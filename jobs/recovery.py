@@ -23,13 +23,13 @@ from redis import Redis
 from rq.job import JobStatus
 from sqlalchemy import select, tuple_, update
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from jobs import firing, registry, runtime
+from jobs import hooks, registry, runtime
 from jobs.connection import get_queue
 from jobs.enqueue import job_options
 from jobs.exceptions import JobLostError, UnknownTaskError
+from jobs.models import JobRun
 
 log = logging.getLogger("jobs.recovery")
 runs = JobRun.__table__
@@ -184,9 +184,10 @@ def _lose(row, reason: str, task, now: datetime) -> str | None:
         return None
     log.error("job %s[%s] attempt %d lost: %s", row.task_name, row.job_id, row.attempt, reason)
     payload = row.payload or {}
-    periodic = payload.get("periodic")
-    if periodic:
-        firing.finish(int(periodic["id"]), datetime.fromisoformat(periodic["tick"]), row.job_id, "lost")
+    claims = hooks.claims
+    periodic = claims.key({"periodic": payload.get("periodic")}) if claims is not None else None
+    if periodic is not None:
+        claims.finish(periodic, row.job_id, "lost")
     runtime.final_failure(task, row.task_name, row.job_id, JobLostError(reason), payload.get("args", []),
                           payload.get("kwargs", {}))
     return "lost"

@@ -10,9 +10,9 @@ from jobs.exceptions import UnknownTaskError
 if TYPE_CHECKING:
     from jobs.task import Task
 
-# Modules that define the product's tasks; a worker imports them all at start.
-TASK_MODULES: tuple[str, ...] = ("jobs.diagnostics", "jobs.recurring", "jobs.housekeeping",
-                                   "jobs.backups", "jobs.mail", "jobs.notices")
+# The runtime's own tasks; the app's task modules are added by create_app, which loads them once.
+RUNTIME_MODULES: tuple[str, ...] = ("jobs.diagnostics", "jobs.upkeep")
+_modules: list[str] = list(RUNTIME_MODULES)
 
 _tasks: dict[str, Task] = {}
 
@@ -36,7 +36,10 @@ def all_tasks() -> dict[str, Task]:
     return dict(_tasks)
 
 
-def load(extra_modules: tuple[str, ...] = ()) -> None:
-    """Import the task modules so every task is registered (idempotent)."""
-    for module in (*TASK_MODULES, *extra_modules):
+def load(modules: tuple[str, ...] = ()) -> None:
+    """Import the task modules (the runtime's, those loaded before, and ``modules``) so every task is
+    registered (idempotent)."""
+    for module in (*_modules, *modules):
+        if module not in _modules:
+            _modules.append(module)
         importlib.import_module(module)

@@ -6,18 +6,21 @@ import logging
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 from rq import get_current_job
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from jobs import audit, firing, registry
+from jobs import audit, hooks, registry
 from jobs.exceptions import Retry, UnknownTaskError
 from jobs.logctx import job_context
+from jobs.request import Request, current
 from jobs.softlimit import soft_time_limit
-from jobs.task import Request, Task, _current
+
+if TYPE_CHECKING:
+    from jobs.task import Task
 
 log = logging.getLogger("jobs.runtime")
 _worker_app: Flask | None = None
@@ -54,7 +57,7 @@ class Outcome:
 
 def attempt(task: Task, args: tuple, kwargs: dict, request: Request) -> Outcome:
     """Run the body once and classify what happened, with Celery's autoretry rules."""
-    token = _current.set(request)
+    token = current.set(request)
     try:
         with soft_time_limit(task.soft_time_limit):
             return Outcome("success", result=task.run(*args, **kwargs))
@@ -72,7 +75,7 @@ def attempt(task: Task, args: tuple, kwargs: dict, request: Request) -> Outcome:
     except Exception as exc:
         return Outcome("failure", exc=exc)
     finally:
-        _current.reset(token)
+        current.reset(token)
 
 
 def final_failure(task: Task | None, task_name: str, job_id: str, exc: BaseException, args, kwargs) -> None:
@@ -111,9 +114,10 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
         audit.record_outcome(audit.row(**base, status="failed", finished_at=utcnow(), exc=unknown))
         final_failure(None, task_name, job.id, unknown, args, kwargs)
         raise unknown
-    periodic = firing.periodic_meta(job)
+    claims = hooks.claims
+    periodic = claims.key(job.meta) if claims is not None else None
     if periodic is not None:
-        reason = firing.claim(*periodic, job.id, attempt_number)
+        reason = claims.claim(periodic, job.id, attempt_number)
         if reason is not None:
             job.retries_left = 0
             audit.record_outcome(audit.row(**base, status="skipped", finished_at=utcnow(), error_message=reason))
@@ -136,7 +140,7 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
         db.session.remove()
 
     if periodic is not None:
-        firing.finish(*periodic, job.id, STATUS[outcome.kind])
+        claims.finish(periodic, job.id, STATUS[outcome.kind])
     retry_at = finished + timedelta(seconds=outcome.countdown)
     call = audit.payload(args, kwargs, (job.meta or {}).get("periodic")) if outcome.kind == "retry" else None
     _record(outcome, base, finished, retry_at, call=call, retries=retries + 1)
@@ -244,9 +248,10 @@ def handle_abandoned(app: Flask, job, exc_type, exc_value, traceback) -> bool:
         attempt_number = int(job.connection.hget(job.key, ATTEMPT_FIELD) or 1)
         audit.record_lost(job_id=job.id, attempt=attempt_number, task_name=task_name, queue=job.origin,
                           reason=reason)
-        periodic = firing.periodic_meta(job)
+        claims = hooks.claims
+        periodic = claims.key(job.meta) if claims is not None else None
         if periodic is not None:
-            firing.finish(*periodic, job.id, "lost")
+            claims.finish(periodic, job.id, "lost")
         log.warning("job %s[%s] abandoned by its worker; %s", task_name, job.id,
                     "requeued" if will_retry else "moved to failed")
         if not will_retry:

@@ -16,17 +16,15 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from flask import current_app
 
 from itsm.dbtypes import utcnow
-from jobs import registry
+from jobs import enqueue, registry, runtime
 from jobs.backoff import backoff_factor, exponential_backoff
 from jobs.exceptions import MaxRetriesExceededError, Retry, TaskArgumentError
+from jobs.request import JobHandle, Request, current
 
 DEFAULT_TIME_LIMIT = 30 * 60
 DEFAULT_SOFT_TIME_LIMIT = 25 * 60
@@ -35,35 +33,6 @@ DEFAULT_FAILURE_TTL = 90 * 24 * 3600
 # The furthest a job may be put off (countdown or eta): ten years, leap days included. Beyond, a date
 # overflows somewhere (timedelta, datetime.max in another zone) long before it could ever run.
 MAX_DELAY = timedelta(days=3653)
-
-
-@dataclass
-class Request:
-    """What a running task knows about itself (Celery's ``self.request``)."""
-
-    id: str | None = None
-    retries: int = 0
-    attempt: int = 1
-    task: str = ""
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
-    queue: str | None = None
-    is_eager: bool = False
-    called_directly: bool = True
-
-
-_current: ContextVar[Request | None] = ContextVar("itsm_task_request", default=None)
-
-
-@dataclass
-class JobHandle:
-    """What ``delay``/``apply_async`` return: the job id to find it in the audit."""
-
-    id: str
-    task: str
-    queue: str
-    scheduled_for: datetime | None = None
-    result: Any = None
 
 
 def check_json(args: tuple, kwargs: dict, task_name: str) -> None:
@@ -135,18 +104,18 @@ class Task:
     # -- running -------------------------------------------------------------------------
     @property
     def request(self) -> Request:
-        return _current.get() or Request(task=self.name)
+        return current.get() or Request(task=self.name)
 
     def run(self, *args, **kwargs):
         return self.fn(self, *args, **kwargs) if self.bind else self.fn(*args, **kwargs)
 
     def __call__(self, *args, **kwargs):
         """A plain call: runs now in this process, no queue, no audit."""
-        token = _current.set(Request(task=self.name, args=args, kwargs=kwargs, called_directly=True))
+        token = current.set(Request(task=self.name, args=args, kwargs=kwargs, called_directly=True))
         try:
             return self.run(*args, **kwargs)
         finally:
-            _current.reset(token)
+            current.reset(token)
 
     def autoretry_countdown(self, retries: int) -> float | None:
         """Celery's autoretry delay for retry number ``retries``; None means default_retry_delay."""
@@ -182,8 +151,6 @@ class Task:
 
     def apply_async(self, args: Iterable | None = None, kwargs: dict | None = None, countdown: float | None = None,
                     eta: datetime | None = None, queue: str | None = None, job_id: str | None = None) -> JobHandle:
-        from jobs import enqueue
-
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         check_json(args, kwargs, self.name)
         if current_app.config["JOBS_EAGER"]:
@@ -195,8 +162,6 @@ class Task:
 
     def apply_many(self, calls: Iterable[tuple[Iterable, dict]], queue: str | None = None) -> list[str]:
         """Enqueue many calls of this task in one round trip; returns their job ids."""
-        from jobs import enqueue
-
         prepared = []
         for args, kwargs in calls:
             args, kwargs = tuple(args or ()), dict(kwargs or {})
@@ -208,8 +173,6 @@ class Task:
 
     def apply(self, args: Iterable | None = None, kwargs: dict | None = None, job_id: str | None = None):
         """Run inline now, retries included (without waiting, as Celery's eager mode); return or raise."""
-        from jobs import runtime
-
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         check_json(args, kwargs, self.name)
         return runtime.run_inline(self, args, kwargs, job_id or uuid.uuid4().hex)

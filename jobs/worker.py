@@ -22,8 +22,8 @@ from rq import worker_registration
 from rq.exceptions import StopRequested
 from rq.worker import SimpleWorker
 
-from jobs import audit, dbconn, gate, recovery, registry, runtime, softlimit
-from jobs.connection import worker_redis
+from itsm.extensions import db, worker_redis
+from jobs import audit, dbconn, gate, hooks, recovery, runtime, softlimit
 from jobs.logctx import job_context, rq_level
 
 log = logging.getLogger("jobs.worker")
@@ -198,16 +198,12 @@ class ItsmWorker(SimpleWorker):
 
 def _child(app: Flask, queues: list[str], burst: bool, max_jobs: int | None, loglevel: str, slot: int) -> int:
     """Body of one worker process (after fork)."""
-    from itsm.extensions import db
-
     # Connections opened by the parent must never be used here (SQLAlchemy's fork recipe).
     with app.app_context():
         db.engine.dispose(close=False)
     dbconn.keep_connections(async_commit=app.config["JOBS_AUDIT_ASYNC_COMMIT"])
-    from itsm.mail import sending
-
-    sending.keep_connections()
-    registry.load(app.config["JOBS_IMPORTS"])
+    for hook in hooks.worker_start:  # e.g. the mail feature keeps its SMTP connections open
+        hook(app)
     heartbeat = max(1, int(app.config["JOBS_HEARTBEAT_SECONDS"]))
     ItsmWorker.heartbeat_seconds = heartbeat
     connection = worker_redis(app)

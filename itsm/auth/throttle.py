@@ -21,8 +21,8 @@ import math
 from flask import current_app, g, request
 from redis.exceptions import RedisError
 
+from itsm.extensions import redis_client
 from itsm.users.service import email_key
-from jobs.connection import redis_client
 
 log = logging.getLogger(__name__)
 

@@ -11,17 +11,17 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from redis.exceptions import RedisError
 from sqlalchemy import case, func, select
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage, deferred
 from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.lastrun import WEEK, LastRun, last_runs, week_stats
 from itsm.schedules.models import PeriodicTask
-from itsm.templating import show_time
+from itsm.templating import chart_macro, show_time
+from jobs.models import JobRun
 
 CHART_RUNS = 40  # the newest runs of each task drawn in its duration chart
 FINAL = ("succeeded", "failed", "lost")
@@ -175,8 +175,8 @@ class Runtime:
 
 
 def runtime() -> Runtime:
+    from itsm.extensions import redis_client
     from jobs import liveness
-    from jobs.connection import redis_client
 
     try:
         conn = redis_client()
@@ -189,18 +189,14 @@ def duration_chart(name: str, recent: list) -> Markup:
     """The newest runs' durations as bars, oldest on the left; red for a failed or lost run."""
     width, height = 240, 36
     if not recent:
-        return Markup(f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" '  # noqa: S704
-                      f'aria-label="{escape(name)}: no runs yet"></svg>')
+        return chart_macro("spark")(f"{name}: no runs yet", width, height, [])
     longest = max(d for d, _, _ in recent) or 0.001
     step = width / CHART_RUNS
-    parts = [f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="{escape(name)}: durations of the last {len(recent)} runs, longest {longest:.3f} s">']
+    bars = []
     for i, (duration, status, finished) in enumerate(recent):
         h = max(1.5, (height - 2) * duration / longest)
         when = f"{show_time(finished, label=True)} " if finished else ""
-        tip = f"{when}{status} {duration:.3f} s"
-        css = "bar" if status == "succeeded" else "bar error"
-        parts.append(f'<rect class="{css}" x="{i * step:.1f}" y="{height - h:.1f}" width="{step * 0.75:.2f}" '
-                     f'height="{h:.1f}"><title>{escape(tip)}</title></rect>')
-    parts.append("</svg>")
-    return Markup("".join(parts))  # noqa: S704 -- numbers and escaped text only
+        bars.append({"css": "bar" if status == "succeeded" else "bar error", "x": i * step, "y": height - h,
+                     "width": step * 0.75, "height": h, "tip": f"{when}{status} {duration:.3f} s"})
+    label = f"{name}: durations of the last {len(recent)} runs, longest {longest:.3f} s"
+    return chart_macro("spark")(label, width, height, bars)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, flash, redirect, render_template, request, url_for
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -13,17 +13,16 @@ from wtforms import Form, SelectField
 from wtforms.validators import Optional
 
 from itsm.admin.guard import admin_blueprint
-from itsm.automation import dashboard
-from itsm.automation.models import RUN_STATUSES, JobRun
+from itsm.automation import dashboard, recurring_health
 from itsm.dbtypes import utcnow
-from itsm.extensions import db
+from itsm.extensions import db, redis_client
 from itsm.formutil import options
-from itsm.recurring import health as recurring_health
 from itsm.schedules.models import PeriodicTask
 from itsm.web import ActionForm, Page, page_number
 from jobs import registry
-from jobs.connection import redis_client, unavailable
+from jobs.connection import unavailable
 from jobs.exceptions import JobsError
+from jobs.models import RUN_STATUSES, JobRun
 
 bp = admin_blueprint("automation", __name__, "/admin/automation")
 
@@ -36,7 +35,6 @@ class RunFilterForm(Form):
 
 def _task_names() -> list[str]:
     # The registry and the schedules name every task; a DISTINCT over the runs would read them all.
-    registry.load(current_app.config["JOBS_IMPORTS"])
     seen = set(registry.all_tasks())
     seen.update(db.session.scalars(db.select(PeriodicTask.task).distinct()))
     return sorted(seen)
@@ -94,7 +92,6 @@ def run_again(run_id: int):
     run = db.session.get(JobRun, run_id) or abort(404, f"There is no run #{run_id}.")
     if not ActionForm().validate_on_submit():
         abort(400)
-    registry.load(current_app.config["JOBS_IMPORTS"])
     try:
         task = registry.get(run.task_name)
         job = Job.fetch(run.job_id, connection=redis_client())

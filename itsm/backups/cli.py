@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import click
-from flask.cli import AppGroup
 
 from itsm.backups import service
 from itsm.backups.store import BackupError, human_size, list_backups, resolve, size_mismatch_note
+from itsm.cliparams import Group
 from itsm.dbtypes import utcnow
 from itsm.maintenance import MaintenanceError
 from itsm.maintenance.cli import operator
 from itsm.maintenance.window import ON_TIMEOUT, Window
 
-backup_cli = AppGroup("backup", help="Database backups.")
+backup_cli = Group("backup", help="Database backups.")
 
 
 def _fail(err: BackupError) -> click.ClickException:

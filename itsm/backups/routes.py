@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, send_file, url_for
+from flask import abort, flash, redirect, render_template, send_file, url_for
 from redis.exceptions import RedisError
 
 from itsm.admin.guard import admin_blueprint
@@ -28,7 +28,6 @@ def index():
 def _enqueue(task_name: str, *args) -> str | None:
     if not ActionForm().validate_on_submit():
         abort(400, "The form was missing its security token. Reload the page and try again.")
-    registry.load(current_app.config["JOBS_IMPORTS"])
     try:
         return registry.get(task_name).delay(*args).id
     except RedisError as err:

@@ -8,8 +8,10 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 
+from itsm.cliparams import Group
 
-@click.group("mail", help="Email tools.")
+
+@click.group("mail", cls=Group, help="Email tools.")
 def mail_cli() -> None:
     pass
 

@@ -18,7 +18,7 @@ from itsm.extensions import db
 from itsm.mail import sink
 from itsm.mail.delivery import describe_delays
 from itsm.mail.models import DEFERRED, STATUSES, EmailMessage, deferred
-from itsm.mail.outbox import FLUSH_AFTER, queue_email
+from itsm.mail.outbox import FLUSH_AFTER, queue_email, queue_sends
 from itsm.web import ActionForm, Page, page_number
 from jobs.connection import unavailable
 from jobs.exceptions import JobsError
@@ -78,8 +78,6 @@ def _requeue(ids: list[int]) -> bool:
                        .values(status="pending", last_error=None, queued_at=None, deferrals=0,
                                delivery_started_at=now, next_attempt_at=now + FLUSH_AFTER))
     db.session.commit()
-    from jobs.mail import queue_sends
-
     try:
         queue_sends(ids)
     except (RedisError, JobsError) as err:

@@ -14,7 +14,7 @@ import threading
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from flask import current_app
+from flask import Flask, current_app
 from flask_mail import Message
 from sqlalchemy import bindparam, select, update
 
@@ -119,9 +119,9 @@ _kept = threading.local()
 _keep = False
 
 
-def keep_connections() -> None:
-    """Called in worker processes: each keeps its SMTP connection open between messages instead of
-    connecting, greeting and quitting for every one (half the cost of a small message)."""
+def keep_connections(app: Flask | None = None) -> None:
+    """Called in worker processes (a ``jobs.hooks`` worker-start hook): each keeps its SMTP connection open
+    between messages instead of connecting, greeting and quitting for every one (half the cost of a small message)."""
     global _keep
     _keep = True
 

@@ -27,7 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from itsm.dbtypes import UTCDateTime, utcnow
-from itsm.extensions import db
+from itsm.extensions import db, redis_client
 
 log = logging.getLogger(__name__)
 KEY = "itsm:maintenance"
@@ -81,11 +81,7 @@ OFF = State(on=False, source="database")
 
 def redis_for(app: Flask) -> Redis:
     """This process's client for the flag: short timeouts, a request must never hang on it."""
-    client = app.extensions.get("itsm_maintenance_redis")
-    if client is None:
-        client = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=1, socket_timeout=2)
-        app.extensions["itsm_maintenance_redis"] = client
-    return client
+    return redis_client(app, kind="probe")
 
 
 def _app(app: Flask | None) -> Flask:

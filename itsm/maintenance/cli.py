@@ -8,14 +8,14 @@ import socket
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 from redis.exceptions import RedisError
 
 from itsm import maintenance
+from itsm.cliparams import Group
 from itsm.maintenance import DEFAULT_RETRY_AFTER, MaintenanceError, inflight
 from itsm.maintenance.window import since
 
-maintenance_cli = AppGroup("maintenance", help="Maintenance mode: the web answers 503, workers and the scheduler "
+maintenance_cli = Group("maintenance", help="Maintenance mode: the web answers 503, workers and the scheduler "
                                                "pause.")
 
 

@@ -163,3 +163,19 @@ def wait_until_idle(connection: Redis, timeout: float, progress: Callable[[InFli
             progress(running)
             next_report = time.monotonic() + report_every
         time.sleep(poll)
+
+
+class JobsPause:
+    """Maintenance mode for the job runtime (``jobs.hooks.Pause``): workers count their jobs in flight here."""
+
+    @staticmethod
+    def is_on(app: Flask) -> bool:
+        return maintenance.current(app).on
+
+    @staticmethod
+    def begin(app: Flask, owner: str, job_id: str, task: str, connection: Redis) -> bool:
+        return tracker(app, "job", owner=owner).begin(job_id, task, connection=connection).on
+
+    @staticmethod
+    def end(app: Flask, owner: str, job_id: str, connection: Redis) -> None:
+        tracker(app, "job", owner=owner).end(job_id, connection=connection)

@@ -6,10 +6,8 @@ query-string form), so both read and check a rule the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
-from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -28,11 +26,10 @@ from wtforms.validators import Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from itsm.formutil import YEARS_MESSAGE, options, strip, year_in_range
-from itsm.recurrence import to_utc
 from itsm.recurrence_rules import ORDINALS, WEEKDAY_NAMES, Rule
-from itsm.recurring.series import Series, parse_weekdays, rule_of
+from itsm.recurring.series import Recurrence, Series, parse_weekdays
 from itsm.tickets.models import BUSINESS_DAYS, CATCH_UP, OPEN_POLICIES
-from itsm.zones import known_zones
+from itsm.zones import known_zones, to_utc
 
 INTERVAL_CHOICES = options([("daily", "day(s)"), ("weekly", "week(s)"), ("monthly", "month(s)"),
                             ("yearly", "year(s)")])
@@ -88,32 +85,6 @@ class RecurrenceForm(Form):
 
 RECURRENCE_FIELDS = tuple(name for name in dir(RecurrenceForm) if name.startswith("recurrence_")) + (
     "next_occurrence",)
-
-
-DEFAULTS = {
-    "recurrence_interval": "weekly", "recurrence_every": 1, "recurrence_time_zone": "UTC", "recurrence_weekdays": "",
-    "recurrence_monthly_mode": "day", "recurrence_ordinal": None, "recurrence_ordinal_weekday": None,
-    "recurrence_weekdays_only": False, "recurrence_business_days": "", "recurrence_end_date": None,
-    "recurrence_count": None, "recurrence_lead_hours": 0, "recurrence_open_policy": "always",
-    "recurrence_catch_up": "latest",
-}
-
-
-@dataclass(frozen=True)
-class Recurrence:
-    """A checked rule, ready for the model."""
-
-    values: dict  # Ticket column -> value (rule and settings)
-    start: datetime  # the entered next occurrence, aware UTC
-    series: Series
-
-    @classmethod
-    def build(cls, start: datetime, **values) -> Recurrence:
-        """From column values (the rest default), for code that schedules without the form."""
-        full = {**DEFAULTS, **values}
-        series = Series(rule_of(SimpleNamespace(**full)), start, full["recurrence_time_zone"],
-                        full["recurrence_count"])
-        return cls(values=full, start=start, series=series)
 
 
 def _error(form: Form, name: str, message: str) -> None:

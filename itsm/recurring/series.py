@@ -10,6 +10,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from itsm import recurrence, recurrence_rules
@@ -120,3 +121,29 @@ def render_title(title: str, when: datetime, tz: str, limit: int = 200) -> str:
     local = when.astimezone(ZoneInfo(tz))
     rendered = _PLACEHOLDER.sub(lambda m: _FILL[m.group(1)](local), title)
     return rendered if len(rendered) <= limit else rendered[: limit - 1] + "\u2026"
+
+
+DEFAULTS = {
+    "recurrence_interval": "weekly", "recurrence_every": 1, "recurrence_time_zone": "UTC", "recurrence_weekdays": "",
+    "recurrence_monthly_mode": "day", "recurrence_ordinal": None, "recurrence_ordinal_weekday": None,
+    "recurrence_weekdays_only": False, "recurrence_business_days": "", "recurrence_end_date": None,
+    "recurrence_count": None, "recurrence_lead_hours": 0, "recurrence_open_policy": "always",
+    "recurrence_catch_up": "latest",
+}
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """A checked rule, ready for the model."""
+
+    values: dict  # Ticket column -> value (rule and settings)
+    start: datetime  # the entered next occurrence, aware UTC
+    series: Series
+
+    @classmethod
+    def build(cls, start: datetime, **values) -> Recurrence:
+        """From column values (the rest default), for code that schedules without the form."""
+        full = {**DEFAULTS, **values}
+        series = Series(rule_of(SimpleNamespace(**full)), start, full["recurrence_time_zone"],
+                        full["recurrence_count"])
+        return cls(values=full, start=start, series=series)

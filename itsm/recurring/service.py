@@ -7,9 +7,8 @@ from zoneinfo import ZoneInfo
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.recurring.forms import Recurrence
 from itsm.recurring.models import Holiday, TicketRecurrence
-from itsm.recurring.series import Series
+from itsm.recurring.series import Recurrence, Series
 from itsm.templating import show_time
 from itsm.tickets.models import Ticket
 from itsm.tickets.service import record

@@ -1,22 +1,40 @@
-"""``flask schedules sync|list|run``."""
+"""``flask scheduler`` and ``flask schedules sync|list|run``."""
 
 from __future__ import annotations
 
+import logging
+
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import with_appcontext
 
+from itsm.cliparams import Command, Group
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.schedules import lastrun, service, sync
+from itsm.schedules.catalog import entries
 from itsm.schedules.describe import describe, late_status, next_runs
 from itsm.schedules.models import PeriodicTask
+from itsm.schedules.scheduler import run_scheduler
 from itsm.schedules.validation import ValidationError
 from itsm.templating import show_time
+from jobs import logctx
+from jobs.cli import require_redis
 from jobs.exceptions import JobsError
-from jobs.schedule import entries
 
-schedules_cli = AppGroup("schedules", help="Periodic jobs.")
+schedules_cli = Group("schedules", help="Periodic jobs.")
+
+
+@click.command("scheduler", cls=Command)
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default=None, help="Log level (default: LOG_LEVEL, else WARNING in production).")
+@with_appcontext
+def scheduler_command(loglevel) -> None:
+    """Run the single periodic-job scheduler."""
+    app = current_app._get_current_object()
+    logctx.install(getattr(logging, (loglevel or app.config["JOBS_LOG_LEVEL"]).upper(), logging.INFO))
+    require_redis()
+    raise SystemExit(run_scheduler(app))
 
 
 @schedules_cli.command("sync")

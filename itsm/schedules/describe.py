@@ -13,12 +13,11 @@ from zoneinfo import ZoneInfo
 from cron_descriptor import ExpressionDescriptor, Options
 from flask import current_app
 
-from itsm.schedules import evaluation, lastrun, service
+from itsm.schedules import evaluation, lastrun, service, ticks
 from itsm.schedules.lastrun import LastRun
 from itsm.schedules.models import PeriodicTask
 from itsm.templating import show_time
 from itsm.zones import is_known_zone
-from jobs import ticks
 
 LATE_GRACE = timedelta(minutes=2)
 

@@ -20,10 +20,9 @@ from croniter import CroniterBadDateError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from itsm.schedules import service
+from itsm.schedules import service, ticks
 from itsm.schedules.models import PeriodicTask
 from itsm.zones import is_known_zone
-from jobs import ticks
 
 T = TypeVar("T")
 REASON_LENGTH = 300  # periodic_tasks.invalid_reason

@@ -20,8 +20,9 @@ from wtforms.validators import DataRequired, Length, Optional
 
 from itsm.formutil import options, sane_year, strip
 from itsm.schedules.models import PERIOD_CHOICES
+from itsm.schedules.ticks import SOLAR_EVENTS
 from itsm.schedules.validation import Definition, ValidationError, parse_json
-from jobs.ticks import SOLAR_EVENTS
+from itsm.zones import to_utc
 
 KINDS = (("interval", "Interval"), ("crontab", "Crontab"), ("solar", "Solar event"), ("clocked", "Once, at a time"))
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
@@ -30,8 +31,7 @@ LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 def local_to_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    zone = ZoneInfo(current_app.config["TIME_ZONE"])
-    return value.replace(tzinfo=zone, fold=0).astimezone(ZoneInfo("UTC"))
+    return to_utc(value, ZoneInfo(current_app.config["TIME_ZONE"]))
 
 
 def utc_to_local(value: datetime | None) -> datetime | None:

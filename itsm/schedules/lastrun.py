@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
+from jobs.models import JobRun
 
 WEEK = timedelta(days=7)
 FINAL = ("succeeded", "failed", "lost")

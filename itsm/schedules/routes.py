@@ -8,7 +8,6 @@ from datetime import datetime
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 
 from itsm.admin.guard import admin_blueprint, commit_or_flash
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.formutil import options
@@ -17,11 +16,12 @@ from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.describe import preview as preview_runs
 from itsm.schedules.forms import OneOffForm, PeriodicTaskForm, local_to_utc
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
+from itsm.schedules.scheduler import ENTRY_PREFIX
 from itsm.schedules.validation import Definition, ValidationError, parse_json
 from itsm.templating import show_time
 from itsm.web import ActionForm
 from jobs.exceptions import JobsError
-from jobs.periodic import ENTRY_PREFIX
+from jobs.models import JobRun
 
 bp = admin_blueprint("schedules", __name__, "/admin/schedules")
 

@@ -11,6 +11,7 @@ from flask import current_app
 
 from itsm.dbtypes import same_name, utcnow
 from itsm.extensions import db
+from itsm.schedules import ticks
 from itsm.schedules.models import (
     ClockedSchedule,
     CrontabSchedule,
@@ -19,7 +20,7 @@ from itsm.schedules.models import (
     SolarSchedule,
 )
 from itsm.schedules.validation import CRON_FIELDS, Definition, validate
-from jobs import registry, ticks
+from jobs import registry
 from jobs.exceptions import JobsError
 
 # What an admin may change on a registry row without it being an override: nothing.
@@ -28,7 +29,6 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def known_tasks() -> set[str]:
-    registry.load(current_app.config["JOBS_IMPORTS"])
     return set(registry.all_tasks())
 
 

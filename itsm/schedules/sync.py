@@ -1,4 +1,4 @@
-"""Reconcile the code registry (jobs/schedule.py) into the periodic_tasks table."""
+"""Reconcile the code registry (itsm/schedules/catalog.py) into the periodic_tasks table."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from flask import current_app
 
 from itsm.extensions import db
 from itsm.schedules import service
+from itsm.schedules.catalog import Entry
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.validation import Definition, ValidationError
-from jobs.schedule import Entry
 
 
 @dataclass

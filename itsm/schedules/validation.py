@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 from croniter import croniter
 
+from itsm.schedules import ticks
 from itsm.schedules.cronfields import CRON_FIELDS, field_problem, uses_weekday_forms
+from itsm.schedules.ticks import SOLAR_EVENTS
 from itsm.zones import is_known_zone
-from jobs import ticks
-from jobs.ticks import SOLAR_EVENTS
 
 PERIOD_CHOICES = ("days", "hours", "minutes", "seconds", "microseconds")
 MISFIRE_POLICIES = ("skip", "once", "all")

@@ -5,16 +5,15 @@ from __future__ import annotations
 import sys
 
 import click
-from flask.cli import AppGroup
 
-from itsm.cliparams import FiniteFloatRange
+from itsm.cliparams import FiniteFloatRange, Group
 from itsm.dbtypes import utcnow
 from itsm.housekeeping import settings
 from itsm.housekeeping.archive import archive_done, settle
 from itsm.recurring import runs
 from itsm.recurring.processor import BATCH_SIZE, Totals, process_due
 
-tickets_cli = AppGroup("tickets", help="Tickets and recurring tickets.")
+tickets_cli = Group("tickets", help="Tickets and recurring tickets.")
 
 
 def _progress(totals: Totals) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import click
-from flask.cli import AppGroup
 
+from itsm.cliparams import Group
 from itsm.extensions import db
 from itsm.users.service import UserError, create_user
 
-users_cli = AppGroup("users", help="Manage user accounts.")
+users_cli = Group("users", help="Manage user accounts.")
 
 
 @users_cli.command("create-admin")

@@ -55,7 +55,6 @@ def dump(app):
 @pytest.fixture
 def seeded(app, ids):
     """One of every object a page is about, so every page (and every form on it) renders."""
-    from itsm.automation.models import JobRun
     from itsm.dbtypes import utcnow
     from itsm.mail.models import EmailMessage
     from itsm.mail.preferences import unsubscribe_token
@@ -65,6 +64,7 @@ def seeded(app, ids):
     from itsm.users import links
     from itsm.users.account_mail import invite_user
     from itsm.users.models import User
+    from jobs.models import JobRun
 
     with app.app_context():
         now = utcnow()

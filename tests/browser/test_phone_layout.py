@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from playwright.sync_api import expect
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.schedules.catalog import entries
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.sync import sync
-from jobs.schedule import entries
+from jobs.models import JobRun
 from tests import factories
 
 pytestmark = [pytest.mark.browser, pytest.mark.usefixtures("redis")]

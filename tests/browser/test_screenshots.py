@@ -46,9 +46,9 @@ def test_a_ticket_and_the_automation_page(app, live_server, browser, artifacts, 
 
 def jobtasks_ran(app) -> None:
     """A few audited runs, inline, so the dashboard has runs, durations and a failure to show."""
+    from itsm.schedules.catalog import entries
     from itsm.schedules.sync import sync
     from jobs import registry
-    from jobs.schedule import entries
 
     registry.load(app.config["JOBS_IMPORTS"])
     sync(entries())  # the periodic tasks a deployment has

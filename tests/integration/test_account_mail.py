@@ -11,10 +11,10 @@ from itsdangerous.timed import TimestampSigner
 
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
+from itsm.mail.tasks import send_email
 from itsm.users import links
 from itsm.users.models import User
 from itsm.users.service import find_by_email
-from jobs.mail import send_email
 from tests import factories
 from tests.conftest import CSRF_RE
 

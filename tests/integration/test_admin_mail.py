@@ -7,15 +7,15 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
+from itsm.automation.admin_mail import alert_late_schedules, send_daily_digests
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.mail.admin_mail import alert_late_schedules, send_daily_digests
 from itsm.mail.models import EmailMessage
+from itsm.mail.tasks import send_email
 from itsm.recurring.models import RecurringTicketRun
 from itsm.schedules.models import PeriodicTask
 from itsm.users.models import User
-from jobs.mail import send_email
+from jobs.models import JobRun
 from tests import factories
 
 

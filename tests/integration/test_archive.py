@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.housekeeping import settings
 from itsm.housekeeping.archive import archive_done
+from itsm.housekeeping.tasks import archive_done_tickets
 from itsm.tickets import service
 from itsm.tickets.models import Ticket, TicketEvent
-from jobs.housekeeping import archive_done_tickets
+from jobs.models import JobRun
 from tests import factories
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -10,11 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from itsm.automation import dashboard
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
 from itsm.schedules.models import PeriodicTask
+from jobs.models import JobRun
 from tests.conftest import DEAD_REDIS
 
 

@@ -6,9 +6,9 @@ from datetime import timedelta
 
 import pytest
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from jobs.models import JobRun
 from tests import jobtasks
 
 pytestmark = pytest.mark.usefixtures("redis")

@@ -12,9 +12,9 @@ import sqlalchemy as sa
 
 from itsm.backups import service
 from itsm.backups.store import list_backups, manifest_path
+from itsm.backups.tasks import backup_database
 from itsm.extensions import db
 from itsm.tickets.models import Ticket
-from jobs.backups import backup_database
 from tests import factories
 
 

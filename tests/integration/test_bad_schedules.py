@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from itsm.automation.admin_mail import alert_late_schedules, send_daily_digests
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.mail.admin_mail import alert_late_schedules, send_daily_digests
 from itsm.mail.models import EmailMessage
 from itsm.schedules import service
+from itsm.schedules.catalog import Entry
 from itsm.schedules.models import CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 from itsm.schedules.sync import sync
 from itsm.schedules.validation import Definition, ValidationError
-from jobs.schedule import Entry
 from tests import badrows
 
 pytestmark = pytest.mark.usefixtures("redis")

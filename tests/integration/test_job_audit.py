@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from jobs import audit
+from jobs.models import JobRun
 
 
 def queued(job_id: str, enqueued) -> dict:

@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 from rq.job import Job
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from jobs import recovery, runtime
+from jobs.models import JobRun
 from tests import jobtasks
 
 runs = JobRun.__table__

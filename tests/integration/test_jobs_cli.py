@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from rq import Queue
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
+from jobs.models import JobRun
 from tests.conftest import DEAD_REDIS
 from tests.processes import wait_for
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from jobs.exceptions import MaxRetriesExceededError, SoftTimeLimitExceeded
+from jobs.models import JobRun
 from tests import jobtasks
 
 pytestmark = pytest.mark.usefixtures("redis")

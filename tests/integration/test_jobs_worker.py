@@ -12,8 +12,8 @@ from rq import Queue
 from rq.registry import FailedJobRegistry
 from rq.scheduler import RQScheduler
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
+from jobs.models import JobRun
 from jobs.worker import ItsmWorker
 from tests import jobtasks
 from tests.processes import wait_for

@@ -9,13 +9,13 @@ from html import unescape
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.schedules import lastrun
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
+from itsm.schedules.scheduler import entry_id
 from itsm.templating import show_time
-from jobs.periodic import entry_id
+from jobs.models import JobRun
 
 pytestmark = pytest.mark.usefixtures("redis")
 

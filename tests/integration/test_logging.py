@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
+from jobs.models import JobRun
 from tests.processes import wait_for
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from itsm.extensions import db
 from itsm.mail.outbox import queue_email
-from jobs.mail import send_email
+from itsm.mail.tasks import send_email
 from tests.mailserver import SENDER, free_port
 from tests.processes import wait_for
 

@@ -9,9 +9,9 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
-from itsm.housekeeping.maintenance import clean_failed_registries, mark_stuck_runs_lost, purge_old_runs
+from jobs.models import JobRun
+from jobs.upkeep import clean_failed_registries, mark_stuck_runs_lost, purge_old_runs
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 

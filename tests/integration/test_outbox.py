@@ -7,14 +7,14 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
 from itsm.mail.outbox import OutboxError, checked_address, one_line, queue_email
+from itsm.mail.tasks import flush_outbox, send_email
 from itsm.tickets import service
 from itsm.tickets.models import Ticket
-from jobs.mail import flush_outbox, send_email
+from jobs.models import JobRun
 from tests import factories
 from tests.processes import wait_for
 

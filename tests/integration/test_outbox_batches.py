@@ -10,15 +10,16 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.mail import outbox as mail_outbox
 from itsm.mail import sending
+from itsm.mail import tasks as mail_jobs
 from itsm.mail.models import EmailMessage
 from itsm.mail.outbox import queue_email
-from jobs import mail as mail_jobs
+from itsm.mail.tasks import send_emails
 from jobs.exceptions import JobsUnavailableError
-from jobs.mail import send_emails
+from jobs.models import JobRun
 from tests.mailserver import _Inbox
 from tests.processes import wait_for
 
@@ -96,10 +97,10 @@ def outbox_ids(server) -> list[int]:
 
 
 def test_chunks_are_even_and_never_a_single_row():
-    assert mail_jobs.chunks([]) == []
-    assert mail_jobs.chunks([1, 2], size=50) == [[1, 2]]
+    assert mail_outbox.chunks([]) == []
+    assert mail_outbox.chunks([1, 2], size=50) == [[1, 2]]
     for n in (2, 3, 49, 50, 51, 99, 100, 101, 1000, 1001):
-        parts = mail_jobs.chunks(list(range(n)), size=50)
+        parts = mail_outbox.chunks(list(range(n)), size=50)
         assert [i for part in parts for i in part] == list(range(n))  # every id once, in order
         assert len(parts) == -(-n // 50) and all(2 <= len(p) <= 50 for p in parts)
         assert max(map(len, parts)) - min(map(len, parts)) <= 1
@@ -107,7 +108,7 @@ def test_chunks_are_even_and_never_a_single_row():
 
 def test_a_multi_row_commit_is_sent_by_batch_jobs_each_message_once(app, procs, redis, mailserver):
     mailserver.start()
-    ids = write_emails(app, 2 * mail_jobs.BATCH_SIZE + 7)
+    ids = write_emails(app, 2 * mail_outbox.BATCH_SIZE + 7)
     [single] = write_emails(app, 1, prefix="Alone")  # one row keeps its own send_email job
     batches = job_runs(app, "send_emails")
     assert [r.status for r in batches] == ["queued"] * 3

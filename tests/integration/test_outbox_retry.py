@@ -11,15 +11,15 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
+from itsm.automation.admin_mail import send_daily_digests
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.mail.admin_mail import send_daily_digests
 from itsm.mail.delivery import Undeliverable
 from itsm.mail.models import EmailMessage
 from itsm.mail.outbox import queue_email
+from itsm.mail.tasks import flush_outbox, send_email, send_emails
 from itsm.templating import show_time
-from jobs.mail import flush_outbox, send_email, send_emails
+from jobs.models import JobRun
 from tests.conftest import AuthActions
 from tests.mailserver import _Inbox
 from tests.processes import wait_for

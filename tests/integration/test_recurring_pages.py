@@ -12,8 +12,8 @@ from itsm.extensions import db
 from itsm.recurring.models import Holiday, RecurringTicketRun
 from itsm.recurring.processor import process_due
 from itsm.schedules import sync
+from itsm.schedules.catalog import entries
 from itsm.tickets.models import Ticket, TicketEvent
-from jobs.schedule import entries
 from tests import factories
 
 

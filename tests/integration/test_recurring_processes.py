@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.recurring.models import RecurringTicketRun, TicketRecurrence
 from itsm.recurring.processor import process_due
 from itsm.schedules import service
 from itsm.schedules.validation import Definition
 from itsm.tickets.models import Ticket
+from jobs.models import JobRun
 from tests import factories
 from tests.processes import wait_for
 

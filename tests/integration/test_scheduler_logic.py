@@ -10,11 +10,10 @@ import sqlalchemy as sa
 from rq.job import Job
 
 from itsm.extensions import db
-from itsm.schedules import service
+from itsm.schedules import firing, service
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
+from itsm.schedules.scheduler import PeriodicScheduler, entry_id, entry_time
 from itsm.schedules.validation import Definition
-from jobs import firing
-from jobs.periodic import PeriodicScheduler, entry_id, entry_time
 from tests import badrows
 
 ZSET = "rq:scheduler:scheduled_jobs"

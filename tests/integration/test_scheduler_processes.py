@@ -11,11 +11,11 @@ import pytest
 import sqlalchemy as sa
 from rq import Queue, Worker
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.schedules import service
 from itsm.schedules.models import PeriodicTask, ScheduleFiring
 from itsm.schedules.validation import Definition
+from jobs.models import JobRun
 from tests import badrows
 from tests.processes import wait_for
 

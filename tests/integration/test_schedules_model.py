@@ -10,10 +10,10 @@ import sqlalchemy as sa
 
 from itsm.extensions import db
 from itsm.schedules import service
+from itsm.schedules.catalog import Entry
 from itsm.schedules.models import PeriodicTask, ScheduleState
 from itsm.schedules.sync import sync
 from itsm.schedules.validation import Definition, ValidationError
-from jobs.schedule import Entry
 
 pytestmark = pytest.mark.usefixtures("redis")
 

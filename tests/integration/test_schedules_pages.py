@@ -8,13 +8,13 @@ from dataclasses import replace
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.schedules import service
+from itsm.schedules.catalog import Entry
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.sync import sync
 from itsm.schedules.validation import Definition
-from jobs.schedule import Entry
+from jobs.models import JobRun
 
 pytestmark = pytest.mark.usefixtures("redis")
 

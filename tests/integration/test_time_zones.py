@@ -11,13 +11,13 @@ import pytest
 import sqlalchemy as sa
 from flask import render_template_string
 
-from itsm.automation.models import JobRun
+from itsm.automation.admin_mail import send_daily_digests
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
-from itsm.mail.admin_mail import send_daily_digests
 from itsm.mail.models import EmailMessage
 from itsm.tickets.models import Ticket
 from itsm.users.models import User
+from jobs.models import JobRun
 from tests import factories
 
 DESK = "America/New_York"
@@ -149,7 +149,7 @@ def test_charts_mark_the_viewers_days_and_hours(app):
     from types import SimpleNamespace
 
     from itsm.automation.dashboard import duration_chart
-    from itsm.recurring.health import chart
+    from itsm.automation.recurring_health import chart
 
     app.config["TIME_ZONE"] = "Asia/Tokyo"  # the viewer's zone when no one is logged in
     now = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)  # 21:00 in Tokyo

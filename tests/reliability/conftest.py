@@ -18,8 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
+from jobs.models import JobRun
 from tests.conftest import PG_ADMIN_URL, TEST_REDIS_URL
 from tests.mailserver import free_port
 from tests.processes import ROOT, process_env, wait_for

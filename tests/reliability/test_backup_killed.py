@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from itsm.backups.store import list_backups
-from jobs.backups import backup_database
+from itsm.backups.tasks import backup_database
 from tests.processes import wait_for
 from tests.reliability.conftest import final_runs, require_postgresql
 

@@ -14,11 +14,11 @@ import sqlalchemy as sa
 
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage
+from itsm.mail.tasks import flush_outbox
 from itsm.schedules import service
 from itsm.schedules.models import ScheduleFiring
 from itsm.schedules.validation import Definition
 from itsm.tickets.models import Ticket
-from jobs.mail import flush_outbox
 from tests import factories, jobtasks
 from tests.processes import wait_for
 from tests.reliability.conftest import FINAL, job_runs, queues_idle, scalar

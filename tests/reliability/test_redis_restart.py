@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from itsm.extensions import db
 from itsm.recurring.models import RecurringTicketRun
 from itsm.schedules import service
+from itsm.schedules.catalog import entries
 from itsm.schedules.models import PeriodicTask
+from itsm.schedules.scheduler import ENTRY_PREFIX, HEARTBEAT_KEY
 from itsm.schedules.sync import sync
 from itsm.schedules.validation import Definition
 from itsm.tickets.models import Ticket
-from jobs.periodic import ENTRY_PREFIX, HEARTBEAT_KEY
-from jobs.schedule import entries
 from tests import factories
 from tests.conftest import TEST_REDIS_URL
 from tests.processes import wait_for

@@ -11,11 +11,11 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.recurring.models import TicketRecurrence
+from itsm.recurring.tasks import process_recurring_tickets
 from itsm.tickets.models import Ticket
-from jobs.recurring import process_recurring_tickets
+from jobs.models import JobRun
 from tests import factories, jobtasks
 from tests.conftest import CSRF_RE
 from tests.processes import wait_for

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jobs.ticks import Clocked, Crontab, Interval, Solar, next_tick, plan, prev_tick, typical_period, upcoming
+from itsm.schedules.ticks import Clocked, Crontab, Interval, Solar, next_tick, plan, prev_tick, typical_period, upcoming
 
 
 def local(ticks, zone):

@@ -1,4 +1,5 @@
-"""Keep the job audit and RQ's failed registries from growing without end, and settle stuck runs."""
+"""The runtime's own upkeep: keep the job audit and RQ's failed registries from growing without end, and
+settle stuck runs (the periodic tasks cleanup_stuck_runs, purge_job_runs and cleanup_failed_jobs)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from flask import current_app
 from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import OperationalError
 
-from itsm.automation.models import JobRun
 from itsm.dbtypes import utcnow
-from itsm.extensions import db
+from itsm.extensions import db, redis_client
 from jobs import registry
-from jobs.connection import get_queue, redis_client
-from jobs.task import DEFAULT_TIME_LIMIT
+from jobs.connection import get_queue
+from jobs.models import JobRun
+from jobs.task import DEFAULT_TIME_LIMIT, task
 
 runs = JobRun.__table__
 PURGE_BATCH = 5000
@@ -26,7 +28,6 @@ def mark_stuck_runs_lost(now: datetime | None = None) -> int:
     The worker's own watchdog catches a dead process within seconds; this catches the rest
     (a machine that vanished, a worker killed with its supervisor)."""
     now = now or utcnow()
-    registry.load(current_app.config["JOBS_IMPORTS"])
     known = registry.all_tasks()
     lost = 0
     with db.engine.begin() as conn:
@@ -77,3 +78,22 @@ def clean_failed_registries(now: datetime | None = None) -> int:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)  # RQ keeps naive UTC
+
+
+@task(name="cleanup_stuck_runs", queue="high", max_retries=2, time_limit=300)
+def cleanup_stuck_runs() -> dict:
+    """Runs still "running" after twice their task's hard time limit lost their worker: mark them lost."""
+    return {"lost": mark_stuck_runs_lost()}
+
+
+@task(name="purge_job_runs", queue="low", autoretry_for=(OperationalError,), retry_backoff=30, max_retries=3,
+      time_limit=3600, soft_time_limit=3500)
+def purge_job_runs() -> dict:
+    """Remove audit rows older than JOB_RUN_RETENTION_DAYS, in batches."""
+    return {"deleted": purge_old_runs()}
+
+
+@task(name="cleanup_failed_jobs", queue="low", max_retries=2, time_limit=1800, soft_time_limit=1700)
+def cleanup_failed_jobs() -> dict:
+    """Remove RQ failed-registry entries older than JOB_RUN_RETENTION_DAYS."""
+    return {"removed": clean_failed_registries()}

@@ -15,6 +15,8 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from itsm.zones import to_utc
+
 PERIODS = {"days": 86400.0, "hours": 3600.0, "minutes": 60.0, "seconds": 1.0, "microseconds": 1e-6}
 SOLAR_EVENTS = ("dawn_astronomical", "dawn_nautical", "dawn_civil", "sunrise", "solar_noon", "sunset",
                 "dusk_civil", "dusk_nautical", "dusk_astronomical")
@@ -53,13 +55,6 @@ class Clocked:
 Spec = Interval | Crontab | Solar | Clocked
 
 
-def to_aware(local: datetime, zone: ZoneInfo) -> datetime:
-    """A naive wall-clock time in ``zone`` as aware UTC: gaps move forward, folds take the first."""
-    # PEP 495: fold=0 reads a time in a gap with the offset from before the gap, which lands the
-    # gap's length later, and an ambiguous time as its first instance. Exactly the rule we want.
-    return local.replace(tzinfo=zone, fold=0).astimezone(UTC)
-
-
 def either_day(expression: str) -> bool:
     """Whether a crontab restricts both its day of the month and its day of the week, so that either one
     matches (cron's rule, which croniter applies): ``0 0 1 * 1`` runs on the 1st and on every Monday."""
@@ -73,7 +68,7 @@ def _cron_next(spec: Crontab, after: datetime) -> datetime:
     local_start = after.astimezone(zone).replace(tzinfo=None) - timedelta(days=1)
     it = croniter(spec.expression, local_start)
     for _ in range(100_000):
-        candidate = to_aware(it.get_next(datetime), zone)
+        candidate = to_utc(it.get_next(datetime), zone)
         if candidate > after:
             return candidate
     raise ValueError(f"no time matches {spec.expression!r}")
@@ -85,7 +80,7 @@ def _cron_prev(spec: Crontab, before: datetime) -> datetime | None:
     local_start = before.astimezone(zone).replace(tzinfo=None) + timedelta(days=1)
     it = croniter(spec.expression, local_start)
     for _ in range(100_000):
-        candidate = to_aware(it.get_prev(datetime), zone)
+        candidate = to_utc(it.get_prev(datetime), zone)
         if candidate <= before:
             return candidate
     return None
@@ -148,7 +143,7 @@ def upcoming(spec: Spec, after: datetime, count: int = 3) -> list[datetime]:
         it = croniter(spec.expression, after.astimezone(zone).replace(tzinfo=None) - timedelta(days=1))
         last = after
         while len(ticks) < count:
-            candidate = to_aware(it.get_next(datetime), zone)
+            candidate = to_utc(it.get_next(datetime), zone)
             if candidate > last:
                 ticks.append(candidate)
                 last = candidate

@@ -21,11 +21,12 @@ FIRINGS = ScheduleFiring.__table__
 TASKS = PeriodicTask.__table__
 
 
-def periodic_meta(job) -> tuple[int, datetime] | None:
-    meta = (job.meta or {}).get("periodic") if job is not None else None
-    if not meta:
+def key_of(meta: dict | None) -> tuple[int, datetime] | None:
+    """(periodic task, tick) from a job's meta; None for a job the scheduler did not enqueue."""
+    periodic = (meta or {}).get("periodic") if isinstance(meta, dict) else None
+    if not periodic:
         return None
-    return int(meta["id"]), datetime.fromisoformat(meta["tick"])
+    return int(periodic["id"]), datetime.fromisoformat(periodic["tick"])
 
 
 def _insert():
@@ -82,3 +83,17 @@ def exists(task_id: int, tick: datetime) -> bool:
     with db.engine.connect() as conn:
         return conn.execute(select(FIRINGS.c.id).where(FIRINGS.c.periodic_task_id == task_id,
                                                        FIRINGS.c.tick_at == tick)).first() is not None
+
+
+class AttemptClaims:
+    """The job runtime's hook (``jobs.hooks.AttemptClaims``): every attempt of a periodic job claims its tick."""
+
+    key = staticmethod(key_of)
+
+    @staticmethod
+    def claim(key: tuple[int, datetime], job_id: str, attempt: int) -> str | None:
+        return claim(*key, job_id, attempt)
+
+    @staticmethod
+    def finish(key: tuple[int, datetime], job_id: str, status: str) -> None:
+        finish(*key, job_id, status)

@@ -19,12 +19,17 @@ import contextlib
 import logging
 import smtplib
 
+from flask import current_app
+from rq.timeouts import BaseTimeoutException
+
+from itsm.dbtypes import utcnow
+from itsm.mail import delivery, sending
+from itsm.mail.outbox import queue_sends
 from jobs.exceptions import SoftTimeLimitExceeded
 from jobs.task import task
 
 log = logging.getLogger(__name__)
 RETRYABLE = (smtplib.SMTPException, ConnectionError, TimeoutError, OSError)
-BATCH_SIZE = 50  # rows per send_emails job
 # Rows claimed at a time within a batch. A claim is a durable commit, so fewer claims are cheaper; but a
 # worker that dies mid-batch leaves its claimed, unsent rows "sending", and those end up failed (for an
 # admin to retry) rather than sent blindly a second time: a small group keeps that to a few rows.
@@ -33,39 +38,11 @@ CLAIM_GROUP = 10
 
 def _stops_the_batch(err: BaseException) -> bool:
     """A time limit ends the batch: what is left goes to send_email."""
-    from rq.timeouts import BaseTimeoutException
-
     return isinstance(err, SoftTimeLimitExceeded | BaseTimeoutException)
-
-
-def chunks(ids: list[int], size: int = BATCH_SIZE) -> list[list[int]]:
-    """``ids`` in order, in as few chunks of at most ``size`` as possible, of even length (so two or more
-    ids never leave a chunk of one)."""
-    count = -(-len(ids) // size)
-    if count == 0:
-        return []
-    base, extra = divmod(len(ids), count)
-    out, start = [], 0
-    for n in range(count):
-        end = start + base + (1 if n < extra else 0)
-        out.append(ids[start:end])
-        start = end
-    return out
-
-
-def queue_sends(ids: list[int]) -> list[str]:
-    """Hand committed outbox rows to the send jobs in one round trip: ``send_email`` for a single row,
-    ``send_emails`` chunks for more. Raises as ``apply_many`` does (Redis down)."""
-    ids = list(dict.fromkeys(int(i) for i in ids))
-    if len(ids) == 1:
-        return send_email.apply_many([((ids[0],), {})])
-    return send_emails.apply_many([((chunk,), {}) for chunk in chunks(ids)])
 
 
 def _failed_for_good(task_name: str, job_id: str, exc: BaseException, args, kwargs) -> None:
     """The job's retries are spent: its row (if the job left it waiting) is the outbox's to try later."""
-    from itsm.mail import sending
-
     if args:
         sending.defer(int(args[0]), exc)
 
@@ -75,8 +52,6 @@ def _failed_for_good(task_name: str, job_id: str, exc: BaseException, args, kwar
 def send_email(message_id: int) -> dict:
     """Send one outbox row, at most once: the row is claimed atomically first. A transient failure is
     retried; a permanent refusal fails the row at once (Undeliverable is not retried)."""
-    from itsm.mail import delivery, sending
-
     row = sending.claim(message_id, send_email.request.id)
     if row is None:
         return {"message": message_id, "sent": False, "reason": "already sent, being sent or failed"}
@@ -112,8 +87,6 @@ class _Batch:
         self.error: str | None = None
 
     def run(self) -> None:
-        from itsm.mail import delivery, sending
-
         while self.todo:
             group, self.todo = self.todo[:CLAIM_GROUP], self.todo[CLAIM_GROUP:]
             try:
@@ -153,8 +126,6 @@ class _Batch:
     def settle_interrupted(self, err: BaseException) -> None:
         """After something unexpected (a time limit, the database): the row in flight is marked for what is
         known of it, the untried ones go back, and everything unsent is handed off."""
-        from itsm.mail import sending
-
         self.error = self.error or sending.describe(err)
         row, self.in_flight = self.in_flight, None
         if row is not None:
@@ -169,8 +140,6 @@ class _Batch:
     def hand_off(self) -> None:
         """Untried rows back to their earlier status, then a send_email job for each unsent row (the failed
         one after its first retry delay). Rows whose job cannot be queued wait for flush_outbox."""
-        from itsm.mail import sending
-
         released = [r.id for r in self.untried]
         if self.untried:
             sending.release(self.untried, self.job_id)
@@ -185,8 +154,6 @@ class _Batch:
                 send_email.apply_many([((i,), {}) for i in rest])
                 self.handed_off += rest
         except Exception:
-            from flask import current_app
-
             if current_app.config["JOBS_EAGER"]:  # the inline send failed: its row says so; the rest are pending
                 log.exception("sending inline after a failed batch")
                 return
@@ -224,9 +191,6 @@ def send_emails(message_ids: list[int]) -> dict:
 def flush_outbox() -> dict:
     """Queue a send for every waiting row whose next attempt is due: a retry the outbox deferred, or a
     row whose job never ran or was lost (e.g. Redis was down at the time). Rows not due stay."""
-    from itsm.dbtypes import utcnow
-    from itsm.mail import sending
-
     now = utcnow()
     stale = sending.settle_stale_sending(now)
     ids = sending.take_due(now)

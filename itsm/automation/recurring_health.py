@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy.orm import contains_eager
 
 from itsm.dbtypes import utcnow
@@ -14,7 +14,7 @@ from itsm.extensions import db
 from itsm.recurring.models import RecurringTicketRun, TicketRecurrence
 from itsm.schedules.describe import period_of
 from itsm.schedules.models import PeriodicTask
-from itsm.templating import show_time, viewer_zone
+from itsm.templating import chart_macro, show_time, viewer_zone
 from itsm.tickets.models import Ticket
 
 TASK = "process_recurring_tickets"
@@ -114,12 +114,10 @@ def chart(rows, now: datetime, hours: int = 168) -> Markup:
             bucket["created"] += row.total_created or 0
     most_runs = max([b["runs"] for b in buckets] + [1])
     longest = max([b["max"] for b in buckets] + [0.001])
-    height = 2 * lane + gap + 28
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
-             f'aria-label="Recurring-ticket runs per hour and their longest duration, last 7 days">']
-    parts.append(f'<text x="0" y="10">runs/h</text><text x="0" y="22">max {most_runs}</text>')
-    parts.append(f'<text x="0" y="{lane + gap + 10}">duration</text>'
-                 f'<text x="0" y="{lane + gap + 22}">max {longest:.2f} s</text>')
+    base = 2 * lane + gap
+    legend = [{"y": 10, "text": "runs/h"}, {"y": 22, "text": f"max {most_runs}"},
+              {"y": lane + gap + 10, "text": "duration"}, {"y": lane + gap + 22, "text": f"max {longest:.2f} s"}]
+    groups = []
     for i, b in enumerate(buckets):
         if not b["runs"]:
             continue
@@ -129,21 +127,18 @@ def chart(rows, now: datetime, hours: int = 168) -> Markup:
                f"longest {b['max']:.3f} s, {b['created']} ticket(s) created")
         h_runs = max(1.0, lane * b["runs"] / most_runs)
         h_dur = max(1.0, lane * b["max"] / longest)
-        parts.append(f'<g><title>{escape(tip)}</title>'
-                     f'<rect class="runs" x="{x:.1f}" y="{lane - h_runs:.1f}" width="{bar:.2f}" height="{h_runs:.1f}"/>'
-                     f'<rect class="bar{" error" if b["errors"] else ""}" x="{x:.1f}" '
-                     f'y="{2 * lane + gap - h_dur:.1f}" width="{bar:.2f}" height="{h_dur:.1f}"/></g>')
-    base = 2 * lane + gap
-    parts.append(f'<line class="axis" x1="{left}" y1="{lane}" x2="{width}" y2="{lane}"/>')
-    parts.append(f'<line class="axis" x1="{left}" y1="{base}" x2="{width}" y2="{base}"/>')
+        groups.append({"tip": tip, "bars": [
+            {"css": "runs", "x": x, "y": lane - h_runs, "width": bar, "height": h_runs},
+            {"css": "bar error" if b["errors"] else "bar", "x": x, "y": base - h_dur, "width": bar, "height": h_dur}]})
     # A tick at each midnight of the viewer's zone within the window, labelled with that day.
     tz = ZoneInfo(zone)
+    ticks = []
     day = start.astimezone(tz).date() + timedelta(days=1)
     while (midnight := datetime.combine(day, time(), tz)) <= now:
         x = left + (midnight - start).total_seconds() / 3600 * step
-        label = midnight.strftime("%a %d")
+        ticks.append({"x": x, "label": midnight.strftime("%a %d")})
         day += timedelta(days=1)
-        parts.append(f'<line class="axis" x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}"/>'
-                     f'<text x="{x:.1f}" y="{base + 16}">{label}</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))  # noqa: S704 -- built from numbers and escaped text only
+    return chart_macro("lanes")({
+        "width": width, "height": 2 * lane + gap + 28, "left": left, "base": base, "axes": [lane, base],
+        "label": "Recurring-ticket runs per hour and their longest duration, last 7 days",
+        "legend": legend, "groups": groups, "ticks": ticks})

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from itsm.backups.service import create_backup, prune
+from itsm.backups.service import verify_backup as verify
+from itsm.backups.store import BackupError, resolve
 from jobs.task import task
 
 log = logging.getLogger(__name__)
@@ -15,8 +18,6 @@ def _report_failure(task_name: str, job_id: str, exc: BaseException, args, kwarg
 
 
 def _backup_errors() -> tuple[type[Exception], ...]:
-    from itsm.backups.store import BackupError
-
     return (BackupError, OSError)
 
 
@@ -25,8 +26,6 @@ def _backup_errors() -> tuple[type[Exception], ...]:
       on_failure=_report_failure)
 def backup_database() -> dict:
     """Back the database up, then queue a verify of the new file (retried after 60, 120 and 240 s)."""
-    from itsm.backups.service import create_backup
-
     backup = create_backup()
     verify_backup.delay(backup.name)
     return {"file": backup.name, "size": backup.size, "rows": sum(backup.manifest["tables"].values())}
@@ -36,9 +35,6 @@ def backup_database() -> dict:
       on_failure=_report_failure)
 def verify_backup(name: str) -> dict:
     """Checksum and test-restore a backup; the outcome is stored in its manifest."""
-    from itsm.backups.service import verify_backup as verify
-    from itsm.backups.store import resolve
-
     manifest = verify(resolve(name))
     return {"file": name, "verified": manifest["verified"], "message": manifest["verify_message"]}
 
@@ -46,8 +42,6 @@ def verify_backup(name: str) -> dict:
 @task(name="prune_backups", queue="low", max_retries=2, time_limit=600, on_failure=_report_failure)
 def prune_backups() -> dict:
     """Delete backups no retention tier keeps (never the newest verified one)."""
-    from itsm.backups.service import prune
-
     kept, deleted, stale = prune()
     return {"kept": len(kept), "deleted": [b.name for b in deleted][:50], "deleted_count": len(deleted),
             "stale_removed": [p.name for p in stale][:50]}

@@ -9,13 +9,13 @@ from flask import current_app
 from sqlalchemy import case, func, select
 
 from itsm.automation import dashboard
-from itsm.automation.models import JobRun
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage, deferred
 from itsm.recurring.models import RecurringTicketRun
 from itsm.schedules.describe import troubles
 from itsm.templating import show_time
 from itsm.users.models import User
+from jobs.models import JobRun
 
 BACKUP_STALE = timedelta(hours=36)  # a nightly backup older than this means one was missed
 

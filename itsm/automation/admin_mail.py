@@ -10,9 +10,8 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from itsm.automation import dashboard
+from itsm.automation import dashboard, digest
 from itsm.extensions import db
-from itsm.mail import digest
 from itsm.mail.models import EmailMessage
 from itsm.mail.outbox import queue_email
 from itsm.schedules import service

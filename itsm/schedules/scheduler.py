@@ -2,16 +2,17 @@
 
 rq-scheduler keeps the timers (a Redis sorted set) and moves due jobs to their queues.
 Its known weaknesses are handled here: ticks are computed by us in each schedule's own
-time zone (``jobs.ticks``), anchored so intervals never drift, handed to rq-scheduler as
+time zone (``itsm.schedules.ticks``), anchored so intervals never drift, handed to rq-scheduler as
 one-shot entries whose ids derive from (periodic task, tick) so restarts and Redis loss
 never duplicate or drop one, scored on whole seconds rounded *up* so nothing runs early,
-and claimed in the database when they run (``jobs.firing``), so a lapsed lock or a
+and claimed in the database when they run (``itsm.schedules.firing``), so a lapsed lock or a
 second scheduler cannot fire a tick twice.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import random
 import signal
@@ -28,20 +29,22 @@ from rq_scheduler import Scheduler
 from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.dbtypes import utcnow
-from itsm.extensions import db
-from itsm.schedules import evaluation, service
+from itsm.extensions import db, worker_redis
+from itsm.schedules import evaluation, firing, service, ticks
 from itsm.schedules.models import PeriodicTask, ScheduleState
-from jobs import firing, gate, registry, ticks
+from jobs import gate, registry
 from jobs.exceptions import JobsError
+from jobs.liveness import HEARTBEAT_KEY
 from jobs.runtime import run
 
 log = logging.getLogger("jobs.scheduler")
-HEARTBEAT_KEY = "itsm:scheduler:heartbeat"
 RECONCILED_KEY = "itsm:scheduler:reconciled"  # when any scheduler last reconciled (the time it planned for)
 ENTRY_PREFIX = "periodic-"
 GRACE_SECONDS = 60.0  # a tick later than this (the scheduler was down) is "missed": see the misfire policy
 RECHECK_HANDED_SECONDS = 3600  # a tick handed to a queue but never claimed is re-sent if Redis lost it
 WATCHING_SECONDS = 5.0  # passes closer than this are one running scheduler: ticks due between them are late, not missed
+SAFETY_RELOAD_SECONDS = 30.0  # reconcile at least this often, even when nothing seems to have changed
+RECHECK_UNCLAIMED_SECONDS = 1.0  # while a handed-over tick is not claimed, look for it this often
 FRESH_SECONDS = 1.0  # an entry due longer ago than this was not handed over in time: reconcile judges it first
 
 
@@ -71,13 +74,14 @@ class PeriodicScheduler:
         self.invalid = evaluation.InvalidMarks(log)
         self.last_beat = 0.0
         self.watching_since: datetime | None = None  # the previous pass, while passes follow each other
+        self.wake_at = 0.0  # epoch seconds: when a planned tick or expiry needs the next reconcile
+        self.reconciled_at = -math.inf  # monotonic: the last reconcile (for the safety reload)
         self.pause = gate.Pause(app)  # maintenance mode
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
-        registry.load(self.app.config["JOBS_IMPORTS"])
         log.info("scheduler %s started", self.rq.name)
         while not self.stop.is_set():
             started = time.monotonic()
@@ -87,7 +91,7 @@ class PeriodicScheduler:
                     try:
                         self.enqueue_due(since=time.time() - FRESH_SECONDS)  # what just came due: no waiting
                         with self.app.app_context():
-                            self.reconcile(utcnow())
+                            self.refresh(utcnow())
                         self.enqueue_due()
                     finally:
                         self.rq.remove_lock()
@@ -132,25 +136,48 @@ class PeriodicScheduler:
             self.last_beat = now
 
     # -- reconcile database rows into rq-scheduler entries ----------------------------------
-    def reconcile(self, now: datetime) -> None:
-        version = db.session.scalar(db.select(ScheduleState.version).where(ScheduleState.id == 1))
-        if version != self.version:
-            if self.version is not None:
-                log.debug("schedules changed (version %s -> %s)", self.version, version)
-            self.version = version
+    def refresh(self, now: datetime) -> None:
+        """One pass of the loop: reconcile when something may have changed, else only say it still watches.
+
+        Something may have changed when the schedules' version moved (database triggers bump it on every
+        write to a definition, whatever wrote it), a planned tick or expiry has come (the next tick must be
+        planned), a tick handed to a queue is not claimed yet (Redis may lose it), Redis lost our marker
+        (emptied or restarted: the entries may be gone too), or the slow safety reload is due."""
+        version = self._version()
+        if version == self.version and now.timestamp() < self.wake_at \
+                and time.monotonic() - self.reconciled_at < SAFETY_RELOAD_SECONDS \
+                and self.connection.get(RECONCILED_KEY) is not None:
+            db.session.rollback()  # end the read: nothing to do
+            self.connection.set(RECONCILED_KEY, now.timestamp(), ex=3600)
+            return
+        if self.version is not None and version != self.version:
+            log.debug("schedules changed (version %s -> %s)", self.version, version)
+        self.reconcile(now, version)
+
+    @staticmethod
+    def _version() -> int | None:
+        return db.session.scalar(db.select(ScheduleState.version).where(ScheduleState.id == 1))
+
+    def reconcile(self, now: datetime, version: int | None = None) -> None:
+        """Bring every row's plan and its rq-scheduler entries up to ``now``."""
+        # The version read before the rows: an edit committed after it bumps it again and reloads next pass.
+        self.version = self._version() if version is None else version
         self.watching_since = self._previous_pass(now)
         scheduled = {m.decode(): s for m, s in self.connection.zrange(self.rq.scheduled_jobs_key, 0, -1,
                                                                       withscores=True)}
         wanted: set[str] = set()
+        wake = now.timestamp() + SAFETY_RELOAD_SECONDS
         for row in db.session.scalars(db.select(PeriodicTask)).unique():
             try:
                 wanted |= self._reconcile_row(row, now, scheduled)
+                wake = min(wake, self._wake_for(row, now))
             except evaluation.NOT_THE_ROWS_FAULT:
                 raise
             except Exception as err:  # a row no check foresaw (or a bug) is skipped, never the whole pass
                 log.exception("periodic task %s could not be scheduled", row.name)
                 self.invalid.mark(row, service.definition_hash(row), now, evaluation.reason_for(err))
         db.session.commit()
+        self.wake_at, self.reconciled_at = wake, time.monotonic()
         self.connection.set(RECONCILED_KEY, now.timestamp(), ex=3600)
         stale = [m for m in scheduled if m.startswith(ENTRY_PREFIX) and m not in wanted]
         for member in stale:
@@ -158,6 +185,23 @@ class PeriodicScheduler:
             self.connection.delete(Job.key_for(member))
         if stale:
             log.info("cancelled %d stale entr%s", len(stale), "y" if len(stale) == 1 else "ies")
+
+    def _wake_for(self, row: PeriodicTask, now: datetime) -> float:
+        """When this row next needs a pass (epoch seconds): its next entry is due, it expires, or a tick
+        handed to a queue has not been claimed yet (checked again every RECHECK_UNCLAIMED_SECONDS)."""
+        if not row.enabled:
+            return math.inf
+        wake = math.inf
+        if row.next_tick_at is not None:
+            wake = entry_time(row.id, row.next_tick_at, row.jitter_seconds)
+        if row.expires is not None and row.expires > now:
+            wake = min(wake, row.expires.timestamp())
+        tick = row.last_tick_at
+        if tick is not None and self.claimed.get(row.id) != tick:
+            window = GRACE_SECONDS if row.misfire_policy == "skip" else RECHECK_HANDED_SECONDS
+            if (now - tick).total_seconds() <= window:
+                wake = min(wake, now.timestamp() + RECHECK_UNCLAIMED_SECONDS)
+        return wake
 
     def _reconcile_row(self, row: PeriodicTask, now: datetime, scheduled: dict) -> set[str]:
         if not row.enabled or (row.expires is not None and row.expires <= now):
@@ -300,11 +344,11 @@ class PeriodicScheduler:
 
 
 def run_scheduler(app: Flask) -> int:
-    from jobs.connection import worker_redis
-
     return PeriodicScheduler(app, worker_redis(app)).run()
 
 
-def heartbeat_age(connection: Redis) -> float | None:
-    raw = connection.get(HEARTBEAT_KEY)
-    return None if raw is None else max(0.0, time.time() - float(raw))
+def run_forked(app: Flask) -> int:
+    """What ``flask worker --with-scheduler`` runs in a process of its own beside the workers."""
+    with app.app_context():
+        db.engine.dispose(close=False)  # forked: never reuse the parent's connections
+    return run_scheduler(app)

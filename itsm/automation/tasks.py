@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy.exc import OperationalError
 
+from itsm.automation.admin_mail import alert_late_schedules, send_daily_digests
+from itsm.dbtypes import utcnow
 from jobs.task import task
 
 
@@ -11,9 +13,6 @@ from jobs.task import task
       time_limit=600)
 def send_admin_digests() -> dict:
     """Email the daily digests to the admins who asked for them (once per day, however often it runs)."""
-    from itsm.dbtypes import utcnow
-    from itsm.mail.admin_mail import send_daily_digests
-
     return send_daily_digests(utcnow())
 
 
@@ -21,7 +20,4 @@ def send_admin_digests() -> dict:
       time_limit=120)
 def watch_schedules() -> dict:
     """Alert admins to schedules that have not run when they should have (once per late episode)."""
-    from itsm.dbtypes import utcnow
-    from itsm.mail.admin_mail import alert_late_schedules
-
     return alert_late_schedules(utcnow())
