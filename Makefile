@@ -16,7 +16,7 @@ export FLASK_APP := wsgi
 help:
 	@echo "make run    install, migrate, seed demo data, start web + worker + scheduler"
 	@echo "make test   install dev requirements and run the whole test suite"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff and the import contracts (lint-imports)"
 	@echo "make bench  run the benchmarks (bench/)"
 
 $(BIN)/python:
@@ -58,10 +58,12 @@ run: install
 
 test: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 # Every bench/ script, each rewriting its own section of bench/RESULTS.md; fails if any target is missed.
 BENCHES := desk jobs schedules recurring archive backup outbox dashboard

@@ -18,8 +18,11 @@ from redis import Redis
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from itsm import maintenance
 from itsm.dbtypes import utcnow
 from itsm.extensions import db, redis_client
+from itsm.schedules.describe import troubles
+from jobs import liveness
 
 bp = Blueprint("health", __name__)
 
@@ -50,8 +53,6 @@ def _database() -> tuple[bool, dict]:
 
 
 def _late_schedules() -> tuple[bool, dict]:
-    from itsm.schedules.describe import troubles
-
     found = troubles(utcnow())
     late, invalid = [t.name for t in found.late], [t.name for t, _ in found.invalid]
     db.session.rollback()
@@ -59,8 +60,6 @@ def _late_schedules() -> tuple[bool, dict]:
 
 
 def checks() -> dict[str, dict]:
-    from jobs import liveness
-
     connection = _redis()
     results = {"database": _timed(_database)}
 
@@ -98,8 +97,6 @@ def checks() -> dict[str, dict]:
 
 def _maintenance() -> tuple[bool, dict]:
     """Maintenance mode is reported, never a failure: the web then answers 503 by design."""
-    from itsm import maintenance
-
     state = maintenance.current()
     return True, {"on": state.on, "since": state.since.isoformat() if state.on and state.since else None}
 

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import rq_dashboard
 from flask import Flask, abort, current_app, jsonify, redirect, request, url_for
 from flask_login import current_user
 from rq import Queue
 from rq.exceptions import NoSuchJobError
+from rq_dashboard.web import setup_rq_connection
+
+from itsm.extensions import csrf
 
 PREFIX = "/admin/rq"
 CHANGING_GETS = {"rq_dashboard.requeue_all"}  # rq-dashboard accepts GET for "requeue all"
@@ -26,10 +30,6 @@ def _same_origin() -> bool:
 
 
 def register(app: Flask) -> None:
-    import rq_dashboard
-    from rq_dashboard.web import setup_rq_connection
-
-    from itsm.extensions import csrf
 
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", app.config["REDIS_URL"])
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 from rq import get_current_job
+from rq.exceptions import AbandonedJobError
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
@@ -236,8 +237,6 @@ def run_inline(task: Task, args: tuple, kwargs: dict, job_id: str) -> Any:
 
 def handle_abandoned(app: Flask, job, exc_type, exc_value, traceback) -> bool:
     """RQ exception handler: a job whose worker died (AbandonedJobError) is marked lost in the audit."""
-    from rq.exceptions import AbandonedJobError
-
     if exc_type is not AbandonedJobError and not isinstance(exc_value, AbandonedJobError):
         return True  # ordinary failures were audited by the job itself
     task_name = job.args[0] if job.args else job.func_name

@@ -15,12 +15,14 @@ from markupsafe import Markup
 from redis.exceptions import RedisError
 from sqlalchemy import case, func, select
 
-from itsm.extensions import db
+from itsm.backups.store import BackupError, list_backups
+from itsm.extensions import db, redis_client
 from itsm.mail.models import EmailMessage, deferred
 from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.lastrun import WEEK, LastRun, last_runs, week_stats
 from itsm.schedules.models import PeriodicTask
 from itsm.templating import chart_macro, show_time
+from jobs import liveness
 from jobs.models import JobRun
 
 CHART_RUNS = 40  # the newest runs of each task drawn in its duration chart
@@ -158,8 +160,6 @@ class Backups:
 
 def backups() -> Backups:
     """The backups kept, for the dashboard and the admins' digest."""
-    from itsm.backups.store import BackupError, list_backups
-
     try:
         return Backups(list_backups())
     except (OSError, BackupError) as err:
@@ -175,9 +175,6 @@ class Runtime:
 
 
 def runtime() -> Runtime:
-    from itsm.extensions import redis_client
-    from jobs import liveness
-
     try:
         conn = redis_client()
         return Runtime(liveness.queues(conn), liveness.workers(conn), liveness.scheduler_age(conn))

@@ -11,9 +11,10 @@ from sqlalchemy import case, func, select
 from itsm.automation import dashboard
 from itsm.extensions import db
 from itsm.mail.models import EmailMessage, deferred
-from itsm.recurring.models import RecurringTicketRun
+from itsm.recurring.models import RecurringTicketRun, TicketRecurrence
 from itsm.schedules.describe import troubles
 from itsm.templating import show_time
+from itsm.tickets.models import Ticket
 from itsm.users.models import User
 from jobs.models import JobRun
 
@@ -111,9 +112,6 @@ def attention(now: datetime, backups: dashboard.Backups) -> list[Item]:
     if invalid:
         items.append(Item(f"{len(invalid)} schedule(s) invalid: {', '.join(invalid[:5])}",
                           "They cannot be evaluated and do not run: edit or disable them.", "/admin/schedules"))
-    from itsm.recurring.models import TicketRecurrence
-    from itsm.tickets.models import Ticket
-
     orphaned = db.session.scalar(
         select(func.count()).select_from(Ticket).join(TicketRecurrence, TicketRecurrence.ticket_id == Ticket.id)
         .join(User, User.id == Ticket.assignee_id)

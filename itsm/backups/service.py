@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from flask import current_app
 from flask_migrate import upgrade
 
-from itsm import __version__, maintenance
+from itsm import maintenance
 from itsm.auth import sessions
 from itsm.backups import dbtools, partials
 from itsm.backups.retention import Tiers, tiers_of
@@ -36,6 +36,7 @@ from itsm.backups.store import (
 )
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.version import __version__
 
 
 def _kind() -> str:

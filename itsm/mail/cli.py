@@ -9,6 +9,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from itsm.cliparams import Group
+from itsm.mail.sink import serve
 
 
 @click.group("mail", cls=Group, help="Email tools.")
@@ -26,8 +27,6 @@ def mail_cli() -> None:
 @with_appcontext
 def sink_command(host: str, port: int, directory: Path | None, keep: int) -> None:
     """Accept every email on HOST:PORT and keep it for the outbox page (development only: nothing is relayed)."""
-    from itsm.mail.sink import serve
-
     if current_app.config["ITSM_ENV"] == "production":
         raise click.ClickException("the mail sink is for development; in production set MAIL_SERVER to a real "
                                    "SMTP server")

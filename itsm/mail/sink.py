@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
+
 KEEP = 500  # newest messages kept; the oldest go
 STATE = "sink-state.json"  # how many it keeps, and how many it dropped (for the outbox page)
 
@@ -66,8 +68,6 @@ class _Store:
 
 def serve(host: str, port: int, directory: Path, ready=None, keep: int = KEEP) -> None:
     """Run until SIGTERM or SIGINT (honcho stops its processes with SIGTERM)."""
-    from aiosmtpd.controller import Controller
-
     directory.mkdir(parents=True, exist_ok=True)
     controller = Controller(_Store(directory, keep), hostname=host, port=port)
     try:

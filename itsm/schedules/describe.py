@@ -6,13 +6,14 @@ next runs and no period, and is reported as invalid, never as an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cron_descriptor import ExpressionDescriptor, Options
 from flask import current_app
 
+from itsm.extensions import db
 from itsm.schedules import evaluation, lastrun, service, ticks
 from itsm.schedules.lastrun import LastRun
 from itsm.schedules.models import PeriodicTask
@@ -99,8 +100,6 @@ class Preview:
 def preview(d, now: datetime, count: int = 5) -> Preview:
     """The next runs of a definition that is not saved (the edit form's *Preview*), in the schedule's
     zone. Worked out on a row outside the session: nothing is written."""
-    from dataclasses import replace
-
     row = PeriodicTask()
     service.apply(row, replace(d, enabled=True))
     return Preview(describe(row), next_runs(row, now, count), zone_of(row).key, d.enabled)
@@ -145,8 +144,6 @@ class Troubles:
 
 def troubles(now: datetime) -> Troubles:
     """For /readyz, the alerts and the admin digest; by name."""
-    from itsm.extensions import db
-
     rows = db.session.scalars(db.select(PeriodicTask).where(PeriodicTask.enabled.is_(True))
                               .order_by(PeriodicTask.name)).unique().all()
     found = Troubles(last=lastrun.last_runs(rows))

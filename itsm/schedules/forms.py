@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -111,8 +112,6 @@ class PeriodicTaskForm(FlaskForm):
         )
 
     def load(self, d: Definition) -> None:
-        import json
-
         for name in ("name", "task", "kind", "every", "period", "timezone", "event", "latitude", "longitude",
                      "expire_seconds", "one_off", "enabled", "description", "misfire_policy",
                      "catchup_window_seconds", "overlap_policy", "jitter_seconds"):

@@ -166,7 +166,7 @@ class PeriodicScheduler:
         scheduled = {m.decode(): s for m, s in self.connection.zrange(self.rq.scheduled_jobs_key, 0, -1,
                                                                       withscores=True)}
         wanted: set[str] = set()
-        wake = now.timestamp() + SAFETY_RELOAD_SECONDS
+        wake = math.inf
         for row in db.session.scalars(db.select(PeriodicTask)).unique():
             try:
                 wanted |= self._reconcile_row(row, now, scheduled)

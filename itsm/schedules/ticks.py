@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from astral import Observer, sun
 from croniter import croniter
 
 from itsm.zones import to_utc
@@ -87,8 +88,6 @@ def _cron_prev(spec: Crontab, before: datetime) -> datetime | None:
 
 
 def _solar_time(spec: Solar, day: date) -> datetime | None:
-    from astral import Observer, sun
-
     observer = Observer(latitude=spec.latitude, longitude=spec.longitude)
     try:
         if spec.event in ("sunrise", "sunset", "solar_noon"):
