@@ -23,6 +23,7 @@ from itsm.auth.routes import bp as auth_bp
 from itsm.automation.routes import bp as automation_bp
 from itsm.backups.routes import bp as backups_bp
 from itsm.board.routes import bp as board_bp
+from itsm.cliparams import AppCommands
 from itsm.config import ConfigError, ensure_secret_key, load_config, normalize_database_url
 from itsm.converters import DatabaseInteger
 from itsm.db_setup import configure_engine
@@ -51,6 +52,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         template_folder="../templates",
         static_folder="../static",
     )
+    app.cli = AppCommands()  # before anything adds a command to it (Flask-Migrate's `db` too)
     # The default SQLite file, the development secret and the mail sink live here; a fresh checkout
     # has no instance/ yet (SQLite cannot create a file in a missing folder).
     os.makedirs(app.instance_path, exist_ok=True)

@@ -7,6 +7,7 @@ a bound happens to be set; a number that got through then ended in an OverflowEr
 
 from __future__ import annotations
 
+import difflib
 import math
 
 import click
@@ -64,3 +65,23 @@ class Group(_OneLineErrors, AppGroup):
 
     command_class = Command
     group_class = type  # subgroups are Groups too
+
+
+class AppCommands(Group):
+    """The app's ``app.cli``. Flask's own top-level group asks it for any name it does not know itself, so
+    a name that is no command is answered here: the same one line instead of click's usage text."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        found = super().get_command(ctx, name)
+        return found if found is not None else _no_such_command(name, self.list_commands(ctx))
+
+
+def _no_such_command(name: str, known: list[str]) -> click.Command:
+    def fail() -> None:
+        ctx = click.get_current_context()
+        close = difflib.get_close_matches(name, known)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise OneLineUsageError(click.UsageError(f"No such command {name!r}.{hint}", ctx.parent))
+
+    return click.Command(name, callback=fail, add_help_option=False, hidden=True,
+                         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import func
 
 from itsm.board.models import BoardColumn
@@ -56,3 +57,16 @@ def test_demo_seed_is_idempotent(app, runner):
         local = template.recurrence.next_occurrence.astimezone(ZoneInfo(app.config["TIME_ZONE"]))
         assert (local.weekday(), local.hour, local.minute) == (0, 9, 0)  # the weekly patch check: Monday 09:00
         assert factories.user("admin@example.com") is not None
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("args", "expected"), [
+    (["bogus"], "Error: No such command 'bogus'. (see 'python -m flask --help')"),
+    (["user", "--x", "1"], "Error: No such command 'user'. Did you mean 'users'? (see 'python -m flask --help')"),
+    (["users", "bogus"], "Error: No such command 'bogus'. (see 'python -m flask users --help')"),
+])
+def test_a_name_that_is_no_command_is_one_line(procs, args, expected):
+    """Flask's own top-level group answers unknown names through the app's commands: one line too."""
+    result = procs.run(*args)
+    assert result.returncode == 2 and not result.stdout
+    assert result.stderr.strip().splitlines() == [expected]
