@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shlex
 from pathlib import Path
 
 from itsm.zones import is_known_zone
 
 ENVIRONMENTS = ("development", "production", "testing")
+# BACKUP_COPY_COMMAND's placeholders, each replaced inside the word it stands in: the backup file's absolute
+# path, its file name, and its manifest's absolute path.
+COPY_PLACEHOLDERS = ("{path}", "{name}", "{manifest}")
+# A ``{word}``, but not one inside doubled braces (``{{...}}``, some tools' own pattern syntax).
+COPY_PLACEHOLDER = re.compile(r"(?<!\{)\{[a-z_]+\}(?!\})")
+COPY_TIMEOUT_MAX = 6 * 3600  # the copy jobs' time limits are sized for it
 
 
 class ConfigError(SystemExit):
@@ -56,6 +64,34 @@ def _seconds_list(env: dict, name: str, default: tuple[int, ...]) -> tuple[int, 
     return values
 
 
+def split_copy_command(raw: str) -> list[str]:
+    """BACKUP_COPY_COMMAND as the argument list it is run with (shell-like quoting, never through a shell);
+    ValueError with the reason when it cannot be used."""
+    try:
+        argv = shlex.split(raw)
+    except ValueError as err:
+        raise ValueError(f"cannot be split into words ({err}): check its quotes") from None
+    if not argv:
+        raise ValueError("is empty")
+    unknown = sorted({m for word in argv for m in COPY_PLACEHOLDER.findall(word)} - set(COPY_PLACEHOLDERS))
+    if unknown:
+        raise ValueError(f"has the unknown placeholder {unknown[0]} (known: {', '.join(COPY_PLACEHOLDERS)})")
+    if COPY_PLACEHOLDER.search(argv[0]):
+        raise ValueError(f"must start with the program to run, not {argv[0]!r}")
+    return argv
+
+
+def _copy_command(env: dict) -> str | None:
+    raw = (env.get("BACKUP_COPY_COMMAND") or "").strip()
+    if not raw:
+        return None
+    try:
+        split_copy_command(raw)
+    except ValueError as err:
+        raise ConfigError(f"BACKUP_COPY_COMMAND {err}") from None
+    return raw
+
+
 def ensure_secret_key(config: dict, instance_path: str) -> None:
     """Require SECRET_KEY in production; elsewhere generate one once and keep it."""
     if config.get("SECRET_KEY"):
@@ -90,6 +126,10 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
 
     database_url = env.get("DATABASE_URL") or f"sqlite:///{instance / 'itsm.db'}"
     production = itsm_env == "production"
+    copy_timeout = _int(env, "BACKUP_COPY_TIMEOUT_SECONDS", 3600)
+    if not 1 <= copy_timeout <= COPY_TIMEOUT_MAX:
+        raise ConfigError(f"BACKUP_COPY_TIMEOUT_SECONDS must be from 1 to {COPY_TIMEOUT_MAX} (6 hours), "
+                          f"got {copy_timeout}")
     deadline_hours = _int(env, "MAIL_DELIVERY_DEADLINE_HOURS", 24)
     if not 0 <= deadline_hours <= 720:
         raise ConfigError(f"MAIL_DELIVERY_DEADLINE_HOURS must be from 0 to 720 (30 days), got {deadline_hours}")
@@ -106,6 +146,9 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "BACKUP_KEEP_DAILY": _int(env, "BACKUP_KEEP_DAILY", 30),  # days of daily backups kept
         "BACKUP_KEEP_WEEKLY": _int(env, "BACKUP_KEEP_WEEKLY", 12),  # weeks of weekly backups
         "BACKUP_KEEP_MONTHLY": _int(env, "BACKUP_KEEP_MONTHLY", 12),  # months of monthly backups
+        # Run after each verified backup to copy it off this machine (itsm/backups/copying.py).
+        "BACKUP_COPY_COMMAND": _copy_command(env),
+        "BACKUP_COPY_TIMEOUT_SECONDS": copy_timeout,
         "BASE_URL": (env.get("BASE_URL") or "http://127.0.0.1:5000").rstrip("/"),  # links in emails
         "INVITE_MAX_AGE_HOURS": _int(env, "INVITE_MAX_AGE_HOURS", 72),  # invitation links expire after this
         "PASSWORD_RESET_MAX_AGE_MINUTES": _int(env, "PASSWORD_RESET_MAX_AGE_MINUTES", 60),

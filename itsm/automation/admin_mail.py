@@ -1,5 +1,6 @@
-"""Emails to admins that jobs write: the daily digests and late-schedule alerts. Each is told once:
-a dedupe key per digest day or lateness episode and recipient makes a second run write nothing."""
+"""Emails to admins that jobs write: the daily digests, late-schedule alerts and failed copies of backups.
+Each is told once: a dedupe key per digest day, lateness episode or copy attempt and recipient makes a
+second run write nothing."""
 
 from __future__ import annotations
 
@@ -85,3 +86,13 @@ def alert_late_schedules(now: datetime) -> dict:
                              "schedule_late"), {"task": task, "reason": reason, "now": now}))
     return {"late": [t.name for t in found.late], "invalid": [t.name for t, _ in found.invalid],
             "queued": _queue_once(planned)}
+
+
+def alert_backup_copy_failed(name: str, record: dict) -> int:
+    """One email per failed attempt to copy a backup off its machine, to each admin who wants system
+    failures (as a job that failed for good); the number written."""
+    planned = [(_key("backup-copy", name, record.get("attempts"), admin.id),
+                ("system_failure", admin.email, f"[itsm] Copying backup {name} failed", "backup_copy_failed"),
+                {"name": name, "copy": record})
+               for admin in admins_wanting("notify_system_failures")]
+    return _queue_once(planned)

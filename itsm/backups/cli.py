@@ -1,10 +1,10 @@
-"""``flask backup create|list|prune|verify|restore``."""
+"""``flask backup create|list|prune|verify|copy|restore``."""
 
 from __future__ import annotations
 
 import click
 
-from itsm.backups import service
+from itsm.backups import copying, service
 from itsm.backups.store import BackupError, human_size, list_backups, resolve, size_mismatch_note
 from itsm.cliparams import Group
 from itsm.dbtypes import utcnow
@@ -43,7 +43,23 @@ def list_command() -> None:
     for b in backups:
         state = {True: "verified", False: "FAILED verify", None: "not verified"}[b.verified]
         flag = f"  {size_mismatch_note(b)}" if b.size_mismatch else ""
-        click.echo(f"{b.name}  {human_size(b.size):>10}  {keep.get(b.name, 'expired'):<15}  {state}{flag}")
+        click.echo(f"{b.name}  {human_size(b.size):>10}  {keep.get(b.name, 'expired'):<15}  {state:<13}"
+                   f"{copy_note(b)}{flag}".rstrip())
+
+
+def copy_note(backup) -> str:
+    """The last copy off the machine, for ``list``: "  copied 2026-11-21 03:04 UTC", "  COPY FAILED: ..."."""
+    state = backup.copy_state
+    if state is None:
+        return ""
+    if state == "copied":
+        when = backup.copied_at
+        return f"  copied{f' {when:%Y-%m-%d %H:%M} UTC' if when else ''}"
+    if state == "copy failed":
+        return f"  COPY FAILED: {backup.copy.get('message', 'no reason recorded')}"
+    if state == "copy interrupted":
+        return "  COPY INTERRUPTED (the process copying it stopped)"
+    return f"  copying (since {backup.copy.get('started_at', '?')} on {backup.copy.get('host', '?')})"
 
 
 @backup_cli.command("prune")
@@ -70,6 +86,21 @@ def verify_command(file: str) -> None:
     except BackupError as err:
         raise _fail(err) from None
     click.echo(f"{path.name} is good: {manifest['verify_message']}.")
+
+
+@backup_cli.command("copy")
+@click.argument("file")
+def copy_command(file: str) -> None:
+    """Copy the verified backup FILE off this machine with BACKUP_COPY_COMMAND again (after a failed copy)."""
+    try:
+        path = resolve(file)
+        click.echo(f"Copying {path.name} ...", err=True)
+        record = copying.copy_backup(path)
+    except BackupError as err:
+        raise _fail(err) from None
+    if record["state"] != "copied":
+        raise click.ClickException(f"copying {path.name} failed: {record['message']}; the backup is kept")
+    click.echo(f"{path.name}: {record['message']}.")
 
 
 @backup_cli.command("restore")

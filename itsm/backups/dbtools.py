@@ -92,7 +92,7 @@ _PR_SET_PDEATHSIG = 1
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
-def _dies_with_parent():
+def dies_with_parent():
     """A ``preexec_fn`` arming PR_SET_PDEATHSIG: the tool gets SIGKILL when the thread that started it dies.
     That thread is always waiting in ``run`` below for as long as the tool runs, so the tool ends exactly
     when the job's process does, however it ends (a SIGKILLed worker, a hard time limit), and is never left
@@ -112,7 +112,7 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
     """Run a PostgreSQL client tool to the end, bound to this process's life."""
     # No shell; the preexec_fn only calls prctl and getppid (async-signal-safe, fine after fork in a
     # process with threads).
-    return subprocess.run(args, capture_output=True, text=True, check=False, preexec_fn=_dies_with_parent())
+    return subprocess.run(args, capture_output=True, text=True, check=False, preexec_fn=dies_with_parent())
 
 
 def _tool(name: str) -> str:

@@ -1,8 +1,9 @@
-"""/admin/backups: the backups, their tiers and verification, download, back up now, verify."""
+"""/admin/backups: the backups, their tiers, verification and copy off the machine; download, back up now,
+verify, copy again."""
 
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, send_file, url_for
+from flask import abort, current_app, flash, redirect, render_template, send_file, url_for
 from redis.exceptions import RedisError
 
 from itsm.admin.guard import admin_blueprint
@@ -22,7 +23,8 @@ bp.add_app_template_filter(size_mismatch_note, "size_mismatch_note")
 def index():
     backups = list_backups()
     return render_template("admin/backups.html", backups=backups, tiers=service.tiers_of_current(backups),
-                           directory=backup_dir(), keep=service.tiers(), action_form=ActionForm())
+                           directory=backup_dir(), keep=service.tiers(), action_form=ActionForm(),
+                           copy_command=bool(current_app.config.get("BACKUP_COPY_COMMAND")))
 
 
 def _enqueue(task_name: str, *args) -> str | None:
@@ -58,6 +60,15 @@ def verify(name: str):
     _backup_path(name)
     if _enqueue("verify_backup", name):
         flash(f"Verification of {name} queued: it is restored into a scratch database and its rows counted.",
+              "success")
+    return redirect(url_for("backups.index"))
+
+
+@bp.post("/<name>/copy")
+def copy(name: str):
+    _backup_path(name)
+    if _enqueue("copy_backup", name):
+        flash(f"Copy of {name} queued: a worker runs BACKUP_COPY_COMMAND for it and records the outcome here.",
               "success")
     return redirect(url_for("backups.index"))
 

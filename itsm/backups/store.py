@@ -3,7 +3,7 @@
 A backup is two files in BACKUP_DIR: the dump (``itsm-20261121T030000Z.sqlite.gz`` or
 ``....pgdump``, pg_dump's compressed custom format) and its manifest (the same name plus
 ``.json``): sha256, size, database kind, row counts per table, app and migration version,
-and the last verification's outcome.
+the last verification's outcome and, with BACKUP_COPY_COMMAND, the last copy's (``copy``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
@@ -21,6 +21,9 @@ from flask import current_app
 NAME = re.compile(r"^itsm-(\d{8}T\d{6}Z)\.(sqlite\.gz|pgdump)$")
 SUFFIX = {"sqlite": "sqlite.gz", "postgresql": "pgdump"}
 FORMAT_VERSION = 1
+# A copy still recorded as running this long past its timeout belongs to a process that died mid-copy.
+COPY_INTERRUPTED_AFTER = timedelta(seconds=120)
+COPY_STATES = {"copied": "copied", "failed": "copy failed", "copying": "copying"}
 
 
 class BackupError(Exception):
@@ -77,6 +80,37 @@ class Backup:
     @property
     def manifest_path(self) -> Path:
         return manifest_path(self.path)
+
+    @property
+    def copy(self) -> dict:
+        """The last copy off the machine (BACKUP_COPY_COMMAND) as the manifest recorded it; {} if none."""
+        record = self.manifest.get("copy")
+        return record if isinstance(record, dict) else {}
+
+    @property
+    def copy_state(self) -> str | None:
+        """"copied", "copy failed", "copying", "copy interrupted" (still marked copying well past its
+        timeout: the process copying it died), or None when it was never copied."""
+        state = self.copy.get("state")
+        if state == "copying" and _copy_overdue(self.copy):
+            return "copy interrupted"
+        return COPY_STATES.get(state) if state else None
+
+    @property
+    def copied_at(self) -> datetime | None:
+        try:
+            return datetime.fromisoformat(self.copy["finished_at"]).astimezone(UTC)
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _copy_overdue(record: dict) -> bool:
+    try:
+        started = datetime.fromisoformat(record["started_at"]).astimezone(UTC)
+        timeout = timedelta(seconds=int(record.get("timeout_seconds") or 0))
+    except (KeyError, TypeError, ValueError):
+        return True
+    return datetime.now(UTC) > started + timeout + COPY_INTERRUPTED_AFTER
 
 
 def human_size(n: float) -> str:
