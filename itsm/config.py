@@ -9,6 +9,7 @@ from pathlib import Path
 from itsm.zones import is_known_zone
 
 ENVIRONMENTS = ("development", "production", "testing")
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
 class ConfigError(SystemExit):
@@ -99,7 +100,7 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "SECRET_KEY": env.get("SECRET_KEY") or None,
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),
+        "REDIS_URL": env.get("REDIS_URL") or DEFAULT_REDIS_URL,
         "TIME_ZONE": time_zone,
         "TICKET_ARCHIVE_AFTER_HOURS": _int(env, "TICKET_ARCHIVE_AFTER_HOURS", 24),
         "BACKUP_DIR": env.get("BACKUP_DIR") or str(instance / "backups"),
