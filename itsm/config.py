@@ -11,6 +11,7 @@ from pathlib import Path
 from itsm.zones import is_known_zone
 
 ENVIRONMENTS = ("development", "production", "testing")
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 # BACKUP_COPY_COMMAND's placeholders, each replaced inside the word it stands in: the backup file's absolute
 # path, its file name, and its manifest's absolute path.
 COPY_PLACEHOLDERS = ("{path}", "{name}", "{manifest}")
@@ -139,7 +140,7 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "SECRET_KEY": env.get("SECRET_KEY") or None,
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-        "REDIS_URL": env.get("REDIS_URL", "redis://localhost:6379/0"),
+        "REDIS_URL": env.get("REDIS_URL") or DEFAULT_REDIS_URL,
         "TIME_ZONE": time_zone,
         "TICKET_ARCHIVE_AFTER_HOURS": _int(env, "TICKET_ARCHIVE_AFTER_HOURS", 24),
         "BACKUP_DIR": env.get("BACKUP_DIR") or str(instance / "backups"),

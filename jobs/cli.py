@@ -7,18 +7,21 @@ import logging
 from datetime import datetime
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.cliparams import Command, FiniteFloatRange, Group
-from itsm.extensions import redis_client
+from itsm.extensions import db, redis_client
 from jobs import audit, hooks, liveness, logctx, registry
 from jobs.connection import ping, queue_names, unavailable
 from jobs.exceptions import JobsError
+from jobs.models import JobRun
 from jobs.runtime import ATTEMPT_FIELD, RETRY_BASE_FIELD
 from jobs.task import MAX_DELAY
 from jobs.worker import Supervisor
@@ -41,6 +44,22 @@ def require_redis() -> None:
         raise click.ClickException(str(err)) from None
 
 
+def require_database(migrated: bool = True) -> None:
+    """A worker or scheduler stops with one line when the database does not answer, or (``migrated``) has
+    no tables yet: otherwise each job and each scheduler pass would fail on its own, with nothing saying why."""
+    url = db.engine.url.render_as_string(hide_password=True)
+    try:
+        with db.engine.connect() as conn:
+            found = sa.inspect(conn).has_table(JobRun.__tablename__)
+    except SQLAlchemyError as err:
+        reason = " ".join(str(getattr(err, "orig", None) or err).split())  # drivers' messages span lines
+        raise click.ClickException(f"the database at {url} is unreachable ({reason})") from None
+    finally:
+        db.engine.dispose()  # the worker forks its processes next; none of them may share this connection
+    if migrated and not found:
+        raise click.ClickException(f"the database at {url} has no tables yet: run `flask db upgrade` first")
+
+
 @click.command("worker", cls=Command)
 @click.option("--queues", "-q", default="high,default,low", show_default=True,
               help="Queues in priority order, comma-separated.")
@@ -61,6 +80,7 @@ def worker_command(queues, concurrency, burst, max_jobs, loglevel, purge, with_s
     level = (loglevel or app.config["JOBS_LOG_LEVEL"]).upper()
     logctx.install(getattr(logging, level, logging.INFO))
     require_redis()
+    require_database()
     if purge:
         counts = {name: Queue(name, connection=redis_client()).count for name in names}
         click.confirm(f"Delete every waiting job in {', '.join(f'{n} ({c})' for n, c in counts.items())}?",

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from flask import current_app
 
-from itsm.backups import dbtools
 from itsm.backups.store import BackupError, manifest_path, read_manifest, write_manifest
+from itsm.childproc import dies_with_parent
 from itsm.config import COPY_PLACEHOLDER, split_copy_command
 from itsm.dbtypes import utcnow
 
@@ -72,7 +72,7 @@ def run_command(argv: list[str], cwd: Path, timeout: int) -> dict:
     with tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, start_new_session=True, preexec_fn=dbtools.dies_with_parent())
+                                    stderr=err, start_new_session=True, preexec_fn=dies_with_parent())
         except FileNotFoundError:
             where = "" if os.sep in argv[0] else " on PATH"
             return {"exit_status": None, "timed_out": False, "seconds": 0.0, "stderr": "",

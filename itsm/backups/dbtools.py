@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gzip
-import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +16,7 @@ import psycopg
 from sqlalchemy.engine import URL, make_url
 
 from itsm.backups.store import BackupError
+from itsm.childproc import dies_with_parent
 
 TABLES_SQL = ("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
               "AND table_type = 'BASE TABLE' ORDER BY table_name")
@@ -88,30 +85,10 @@ def pg_counts(conn: psycopg.Connection) -> dict[str, int]:
     return {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for name in names}  # noqa: S608
 
 
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def dies_with_parent():
-    """A ``preexec_fn`` arming PR_SET_PDEATHSIG: the tool gets SIGKILL when the thread that started it dies.
-    That thread is always waiting in ``run`` below for as long as the tool runs, so the tool ends exactly
-    when the job's process does, however it ends (a SIGKILLed worker, a hard time limit), and is never left
-    running next to the job's retry."""
-    if _prctl is None:
-        return None
-    parent, sig = os.getpid(), int(signal.SIGKILL)
-
-    def arm() -> None:
-        _prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os._exit(1)
-    return arm
-
-
 def run(args: list[str]) -> subprocess.CompletedProcess:
-    """Run a PostgreSQL client tool to the end, bound to this process's life."""
-    # No shell; the preexec_fn only calls prctl and getppid (async-signal-safe, fine after fork in a
-    # process with threads).
+    """Run a PostgreSQL client tool to the end, bound to this process's life: the thread that starts it
+    waits here for as long as it runs, so the tool gets SIGKILL exactly when the job's process dies, however
+    it ends (a SIGKILLed worker, a hard time limit), and is never left running next to the job's retry."""
     return subprocess.run(args, capture_output=True, text=True, check=False, preexec_fn=dies_with_parent())
 
 

@@ -19,7 +19,7 @@ from itsm.schedules.scheduler import run_scheduler
 from itsm.schedules.validation import ValidationError
 from itsm.templating import show_time
 from jobs import logctx
-from jobs.cli import require_redis
+from jobs.cli import require_database, require_redis
 from jobs.exceptions import JobsError
 
 schedules_cli = Group("schedules", help="Periodic jobs.")
@@ -34,6 +34,7 @@ def scheduler_command(loglevel) -> None:
     app = current_app._get_current_object()
     logctx.install(getattr(logging, (loglevel or app.config["JOBS_LOG_LEVEL"]).upper(), logging.INFO))
     require_redis()
+    require_database()
     raise SystemExit(run_scheduler(app))
 
 
