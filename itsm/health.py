@@ -71,14 +71,17 @@ def checks() -> dict[str, dict]:
     if results["redis"]["ok"]:
         def scheduler():
             age = liveness.scheduler_age(connection)
-            return liveness.scheduler_alive(age), {"heartbeat_age_s": None if age is None else round(age, 1)}
+            names = [s.name for s in liveness.schedulers(connection) if s.alive]  # "itsm.<host>.<pid>"
+            return liveness.scheduler_alive(age), {"heartbeat_age_s": None if age is None else round(age, 1),
+                                                   "names": names}
 
         def workers():
             found = liveness.workers(connection)
             alive = [w for w in found if w.alive or w.busy]
             waiting = sum(q.queued for q in liveness.queues(connection))
             # No live worker is fine only while nothing waits for one.
-            return bool(alive) or waiting == 0, {"alive": len(alive), "registered": len(found), "queued": waiting}
+            return bool(alive) or waiting == 0, {"alive": len(alive), "registered": len(found), "queued": waiting,
+                                                 "names": [w.name for w in alive]}  # "<host>.<pid>.<slot>"
 
         results["scheduler"] = _timed(scheduler)
         results["workers"] = _timed(workers)

@@ -115,7 +115,10 @@ def jobs_ping() -> None:
         click.echo(f"worker    {w.name:40} {w.state:10} heartbeat {w.heartbeat_age:6.1f}s ago"
                    f"{'' if w.alive else '  (stale)'}  queues {','.join(w.queues)}")
     scheduler_age = liveness.scheduler_age(conn)
-    if scheduler_age is not None:
+    named = liveness.schedulers(conn)
+    for s in named:  # each one by name (its machine), a standby included
+        click.echo(f"scheduler {s.name:40} heartbeat {s.heartbeat_age:6.1f}s ago{'' if s.alive else '  (stale)'}")
+    if scheduler_age is not None and not named:  # a scheduler of an earlier version beats without its name
         click.echo(f"scheduler heartbeat {scheduler_age:.1f}s ago")
     scheduler_alive = liveness.scheduler_alive(scheduler_age)
     if not live_workers:

@@ -16,12 +16,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _reserve(port: int = 0) -> socket.socket:
+def _reserve(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
     """A socket bound to the port but not listening: connections are refused, as from a mail server that
     is down, and no other test process is handed the same port meanwhile."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
+    s.bind((host, port))
     return s
 
 
@@ -35,10 +35,12 @@ class _Inbox:
 
 
 class MailServer:
-    """Not listening until ``start()``: a port nobody answers on is how "SMTP is down" looks."""
+    """Not listening until ``start()``: a port nobody answers on is how "SMTP is down" looks. ``host`` is the
+    address it listens on (another machine's processes reach it by a non-loopback one)."""
 
-    def __init__(self) -> None:
-        self._reserved: socket.socket | None = _reserve()
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._reserved: socket.socket | None = _reserve(host=host)
         self.port = self._reserved.getsockname()[1]
         self.inbox = _Inbox()
         self._controller: Controller | None = None
@@ -49,7 +51,7 @@ class MailServer:
 
     def app_config(self) -> dict:
         """The app's settings for sending here."""
-        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": self.port, "MAIL_DEFAULT_SENDER": SENDER}
+        return {"MAIL_SERVER": self.host, "MAIL_PORT": self.port, "MAIL_DEFAULT_SENDER": SENDER}
 
     def env(self) -> dict:
         """The same, as the environment of a worker process."""
@@ -57,7 +59,7 @@ class MailServer:
 
     def start(self) -> None:
         self._release()
-        self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self.inbox, hostname=self.host, port=self.port)
         self._controller.start()
 
     def stop(self) -> None:
@@ -65,7 +67,7 @@ class MailServer:
             self._controller.stop()
             self._controller = None
             try:
-                self._reserved = _reserve(self.port)
+                self._reserved = _reserve(self.port, self.host)
             except OSError:  # taken in between: the tests that stop a server do not rely on the port after
                 self._reserved = None
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +44,12 @@ class Processes:
         self.database_url, self.redis_url, self.log_dir = database_url, redis_url, log_dir
         self.started: list[tuple[subprocess.Popen, Path]] = []
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen:
+    def start(self, *args: str, prefix: Sequence[str] = (), **env: str) -> subprocess.Popen:
+        """``flask *args``; ``prefix`` is a command that runs it (one that ends by exec'ing it, so the pid is
+        flask's), e.g. another machine's ``ip netns exec``."""
         log = self.log_dir / f"proc-{len(self.started)}.log"
         with log.open("w") as out:  # the child keeps its own copy of the descriptor
-            proc = subprocess.Popen([sys.executable, "-m", "flask", *args], cwd=ROOT,
+            proc = subprocess.Popen([*prefix, sys.executable, "-m", "flask", *args], cwd=ROOT,
                                     env=process_env(self.database_url, self.redis_url, **env),
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append((proc, log))
@@ -55,8 +58,9 @@ class Processes:
     def worker(self, *args: str, **env: str) -> subprocess.Popen:
         return self.start("worker", "--concurrency", "1", *args, **env)
 
-    def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "flask", *args], cwd=ROOT, capture_output=True, text=True,
+    def run(self, *args: str, timeout: float = 60, prefix: Sequence[str] = (),
+            **env: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*prefix, sys.executable, "-m", "flask", *args], cwd=ROOT, capture_output=True, text=True,
                               env=process_env(self.database_url, self.redis_url, **env), timeout=timeout)
 
     @staticmethod

@@ -34,7 +34,7 @@ from itsm.schedules import evaluation, firing, service, ticks
 from itsm.schedules.models import PeriodicTask, ScheduleState
 from jobs import gate, registry
 from jobs.exceptions import JobsError
-from jobs.liveness import HEARTBEAT_KEY
+from jobs.liveness import HEARTBEAT_KEY, SCHEDULERS_KEY, scheduler_beat
 from jobs.runtime import run
 
 log = logging.getLogger("jobs.scheduler")
@@ -102,6 +102,7 @@ class PeriodicScheduler:
                 self.stop.wait(1.0)
             self.stop.wait(self._until_next(started))
         self.connection.delete(HEARTBEAT_KEY, RECONCILED_KEY)  # what comes due from now on is missed
+        self.connection.zrem(SCHEDULERS_KEY, self.rq.name)
         log.info("scheduler %s stopped", self.rq.name)
         return 0
 
@@ -132,7 +133,7 @@ class PeriodicScheduler:
     def beat(self) -> None:
         now = time.time()
         if now - self.last_beat >= 1.0:
-            self.connection.set(HEARTBEAT_KEY, now, ex=120)
+            scheduler_beat(self.connection, self.rq.name, now)
             self.last_beat = now
 
     # -- reconcile database rows into rq-scheduler entries ----------------------------------

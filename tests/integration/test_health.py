@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 from datetime import timedelta
 
 import pytest
@@ -47,6 +48,10 @@ def test_readyz_follows_the_scheduler_workers_and_schedules(app, admin, procs, r
                             timeout=30, message="/readyz 200 with a live worker")
     assert body["status"] == "ok"
     assert body["checks"]["scheduler"]["heartbeat_age_s"] < 60
+    # Each by name, with its machine: where it runs is what several machines need to know.
+    assert body["checks"]["scheduler"]["names"] == [f"itsm.{socket.gethostname()}.{scheduler.pid}"]
+    names = body["checks"]["workers"]["names"]
+    assert len(names) == 1 and names[0].startswith(f"{socket.gethostname()}."), names
     # A schedule that has not run for far too long makes the app not ready.
     assert runner.invoke(args=["schedules", "sync"]).exit_code == 0
     with app.app_context():

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -99,20 +100,23 @@ def pg_admin(database_url):
     engine.dispose()
 
 
-class RedisOutage:
-    """A TCP relay in front of the tests' Redis database, for processes to connect through.
+class TcpRelay:
+    """A TCP relay in front of the server of ``target_url``, listening on ``host``; ``url`` is the same URL
+    through the relay (user, database and options kept).
 
-    ``cut()`` is Redis going down: every relayed connection is dropped and new ones are refused.
-    ``restore()`` is Redis answering again on the same address. Together with a FLUSHDB of the tests'
-    own database in between, the processes see what a Redis restart without persistence looks like,
-    while the real server and its other databases are left alone.
+    ``restore()`` starts listening (again, on the same address); ``cut()`` drops every relayed connection
+    and refuses new ones.
     """
 
-    def __init__(self, redis_url: str = TEST_REDIS_URL) -> None:
-        parts = urlsplit(redis_url)
-        self.target = (parts.hostname or "127.0.0.1", parts.port or 6379)
-        self.port = free_port()
-        self.url = urlunsplit((parts.scheme, f"127.0.0.1:{self.port}", parts.path, parts.query, ""))
+    def __init__(self, target_url: str, host: str = "127.0.0.1", default_port: int = 6379) -> None:
+        parts = urlsplit(target_url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or default_port)
+        self.host = host
+        with socket.socket() as probe:  # a free port on that address
+            probe.bind((host, 0))
+            self.port = probe.getsockname()[1]
+        user = f"{parts.username}@" if parts.username else ""
+        self.url = urlunsplit((parts.scheme, f"{user}{host}:{self.port}", parts.path, parts.query, ""))
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._stop = threading.Event()
@@ -121,11 +125,11 @@ class RedisOutage:
     def restore(self) -> None:
         server = socket.socket()
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", self.port))
+        server.bind((self.host, self.port))
         server.listen(128)
         server.settimeout(0.05)
         self._stop.clear()
-        self._listener = threading.Thread(target=self._accept, args=(server,), daemon=True, name="redis-relay")
+        self._listener = threading.Thread(target=self._accept, args=(server,), daemon=True, name="tcp-relay")
         self._listener.start()
 
     def cut(self) -> None:
@@ -175,6 +179,19 @@ class RedisOutage:
                     sock.close()
 
 
+class RedisOutage(TcpRelay):
+    """A TCP relay in front of the tests' Redis database, for processes to connect through.
+
+    ``cut()`` is Redis going down: every relayed connection is dropped and new ones are refused.
+    ``restore()`` is Redis answering again on the same address. Together with a FLUSHDB of the tests'
+    own database in between, the processes see what a Redis restart without persistence looks like,
+    while the real server and its other databases are left alone.
+    """
+
+    def __init__(self, redis_url: str = TEST_REDIS_URL) -> None:
+        super().__init__(redis_url)
+
+
 @pytest.fixture
 def redis_outage(redis):
     relay = RedisOutage()
@@ -184,15 +201,17 @@ def redis_outage(redis):
 
 
 class WebServer:
-    """``gunicorn wsgi:app`` as the Procfile runs it (sync workers), on a free loopback port."""
+    """``gunicorn wsgi:app`` as the Procfile runs it (sync workers), on a free loopback port, or on ``host``
+    and ``port`` under ``prefix`` (see ``Processes.start``), e.g. in another machine's network namespace."""
 
-    def __init__(self, procs, workers: int = 2, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, procs, workers: int = 2, host: str = "127.0.0.1", port: int | None = None,
+                 prefix: Sequence[str] = (), **env: str) -> None:
+        self.host, self.port = host, port or free_port()
+        self.url = f"http://{self.host}:{self.port}"
         log = procs.log_dir / f"proc-{len(procs.started)}.log"
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{self.port}",
+                [*prefix, sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"{self.host}:{self.port}",
                  "--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "20"],
                 cwd=ROOT, env=process_env(procs.database_url, procs.redis_url, **env), stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -219,7 +238,7 @@ class WebServer:
         from tests.conftest import CSRF_RE
         from tests.factories import PASSWORD
 
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
         conn.request("GET", "/login")
         response = conn.getresponse()
         page = response.read().decode()
