@@ -6,7 +6,12 @@ import os
 import re
 import secrets
 import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from redis.connection import parse_url
 
 from itsm.zones import is_known_zone
 
@@ -91,6 +96,153 @@ def _copy_command(env: dict) -> str | None:
     except ValueError as err:
         raise ConfigError(f"BACKUP_COPY_COMMAND {err}") from None
     return raw
+PLAIN_REDIS_SCHEMES = ("redis", "rediss", "unix")
+SENTINEL_SCHEME = "redis+sentinel"
+DEFAULT_SENTINEL_PORT = 26379
+SENTINEL_URL_FORM = "redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]"
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where every Redis client of the app connects: one node (a plain URL), or whichever node the
+    Redis Sentinels name as the master of ``service`` now."""
+
+    url: str | None = None  # a plain URL, as given
+    sentinels: tuple[tuple[str, int], ...] = ()
+    service: str | None = None
+    db: int = 0
+    password: str | None = None  # the data nodes' (a plain URL's own password wins)
+    sentinel_password: str | None = None  # the Sentinels' own, when they require one
+
+    @property
+    def is_sentinel(self) -> bool:
+        return bool(self.sentinels)
+
+    def sentinel_list(self) -> str:
+        return ",".join(host_port(host, port) for host, port in self.sentinels)
+
+    def display(self) -> str:
+        """For messages and pages: the URL without its password."""
+        if not self.is_sentinel:
+            return without_password(self.url or "")
+        return f"{SENTINEL_SCHEME}://{self.sentinel_list()}/{self.service}/{self.db}"
+
+    def dashboard_settings(self) -> dict:
+        """rq-dashboard's connection settings: its redis_sentinel_url reads the same URL grammar, but takes a
+        password in it undecoded, so the password goes apart (decoded)."""
+        if not self.is_sentinel:
+            return {"RQ_DASHBOARD_REDIS_URL": self.url, "RQ_DASHBOARD_REDIS_PASSWORD": self.password,
+                    "RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD": self.sentinel_password}
+        return {"RQ_DASHBOARD_REDIS_URL": self.display(), "RQ_DASHBOARD_REDIS_PASSWORD": self.password,
+                "RQ_DASHBOARD_REDIS_SENTINEL_PASSWORD": self.sentinel_password}
+
+
+def without_password(url: str) -> str:
+    """A URL as it may be shown: no user or password."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _sentinel_hosts(name: str, raw: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (port 26379 when left out)."""
+    hosts = []
+    for part in raw.split(","):
+        part = part.strip()
+        if "[" in part or part.count(":") > 1:
+            # rq-dashboard (redis_sentinel_url) cannot read them: /admin/rq would fail where the rest works.
+            raise ConfigError(f"{name}: IPv6 addresses of Sentinels are not supported; use a host name, got {raw!r}")
+        host, _, port_text = part.partition(":")
+        port_text = port_text or str(DEFAULT_SENTINEL_PORT)
+        if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ConfigError(f"{name} must list Sentinels as host:port separated by commas, got {raw!r}")
+        hosts.append((host, int(port_text)))
+    return tuple(hosts)
+
+
+def _sentinel_db(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise ConfigError(f"{name}: the Redis database must be a whole number from 0, got {raw!r}")
+    return int(raw)
+
+
+def parse_sentinel_url(url: str, password: str | None = None, sentinel_password: str | None = None) -> RedisTarget:
+    """``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]``, rq-dashboard's grammar
+    (redis_sentinel_url) without its query options; raises ConfigError saying what is wrong."""
+    shown = without_password(url)
+    rest = url[len(SENTINEL_SCHEME) + 3:]
+    netloc, _, path = rest.partition("/")
+    if "?" in path or "#" in path or "?" in netloc:
+        raise ConfigError(f"REDIS_URL: a {SENTINEL_SCHEME} URL takes no query options ({SENTINEL_URL_FORM}), "
+                          f"got {shown!r}")
+    auth, at, hostspec = netloc.rpartition("@")
+    if at:
+        user, colon, secret = auth.partition(":")
+        if user or not colon:
+            raise ConfigError(f"REDIS_URL: a {SENTINEL_SCHEME} URL takes a password only, as :password@ "
+                              f"({SENTINEL_URL_FORM})")
+        password = unquote(secret) or password
+    if not hostspec:
+        raise ConfigError(f"REDIS_URL: a {SENTINEL_SCHEME} URL must list its Sentinels ({SENTINEL_URL_FORM}), "
+                          f"got {shown!r}")
+    sentinels = _sentinel_hosts("REDIS_URL", hostspec)
+    segments = path.split("/") if path else []
+    if not segments or not segments[0] or len(segments) > 2:
+        raise ConfigError(f"REDIS_URL: a {SENTINEL_SCHEME} URL must name the service the Sentinels monitor, "
+                          f"and optionally the database ({SENTINEL_URL_FORM}), got {shown!r}")
+    db = _sentinel_db("REDIS_URL", segments[1]) if len(segments) == 2 and segments[1] else 0
+    return RedisTarget(sentinels=sentinels, service=unquote(segments[0]), db=db, password=password,
+                       sentinel_password=sentinel_password)
+
+
+def redis_target(config: Mapping) -> RedisTarget:
+    """The app's Redis from its settings (``REDIS_URL``, ``REDIS_PASSWORD``, ``REDIS_SENTINEL_PASSWORD``)."""
+    url = config.get("REDIS_URL") or ""
+    password = config.get("REDIS_PASSWORD") or None
+    sentinel_password = config.get("REDIS_SENTINEL_PASSWORD") or None
+    scheme, sep, _ = url.partition("://")
+    if sep and scheme == SENTINEL_SCHEME:
+        return parse_sentinel_url(url, password, sentinel_password)
+    if not sep or scheme not in PLAIN_REDIS_SCHEMES:
+        raise ConfigError(f"REDIS_URL must start with redis://, rediss://, unix:// or {SENTINEL_SCHEME}://, "
+                          f"got {without_password(url)!r}")
+    try:
+        parse_url(url)
+    except ValueError as err:
+        raise ConfigError(f"REDIS_URL is not a Redis URL ({err})") from None
+    parts = urlsplit(url)
+    if scheme != "unix" and parts.path.strip("/") and not parts.path.strip("/").isdigit():
+        raise ConfigError(f"REDIS_URL: the database (the path) must be a whole number, got {without_password(url)!r}")
+    return RedisTarget(url=url, password=password, sentinel_password=sentinel_password)
+
+
+def _redis_settings(env: dict) -> dict:
+    """REDIS_URL (plain or redis+sentinel), or REDIS_SENTINELS with REDIS_SENTINEL_SERVICE and
+    REDIS_SENTINEL_DB, which become the equivalent redis+sentinel REDIS_URL; checked here, at startup."""
+    settings = {"REDIS_URL": env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+                "REDIS_PASSWORD": env.get("REDIS_PASSWORD") or None,
+                "REDIS_SENTINEL_PASSWORD": env.get("REDIS_SENTINEL_PASSWORD") or None}
+    sentinels = (env.get("REDIS_SENTINELS") or "").strip()
+    service = (env.get("REDIS_SENTINEL_SERVICE") or "").strip()
+    db = (env.get("REDIS_SENTINEL_DB") or "").strip()
+    if sentinels:
+        if env.get("REDIS_URL"):
+            raise ConfigError("REDIS_URL and REDIS_SENTINELS are both set: use one (REDIS_URL="
+                              f"{SENTINEL_SCHEME}://... or REDIS_SENTINELS with REDIS_SENTINEL_SERVICE)")
+        if not service:
+            raise ConfigError("REDIS_SENTINELS needs REDIS_SENTINEL_SERVICE, the name of the master the "
+                              "Sentinels monitor")
+        hosts = _sentinel_hosts("REDIS_SENTINELS", sentinels)
+        target = RedisTarget(sentinels=hosts, service=service, db=_sentinel_db("REDIS_SENTINEL_DB", db or "0"))
+        settings["REDIS_URL"] = target.display()
+    elif service or db:
+        raise ConfigError(f"{'REDIS_SENTINEL_SERVICE' if service else 'REDIS_SENTINEL_DB'} is set without "
+                          "REDIS_SENTINELS (the Sentinels' host:port list)")
+    redis_target(settings)
+    return settings
 
 
 def ensure_secret_key(config: dict, instance_path: str) -> None:
@@ -141,6 +293,7 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "REDIS_URL": env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+        **_redis_settings(env),
         "TIME_ZONE": time_zone,
         "TICKET_ARCHIVE_AFTER_HOURS": _int(env, "TICKET_ARCHIVE_AFTER_HOURS", 24),
         "BACKUP_DIR": env.get("BACKUP_DIR") or str(instance / "backups"),

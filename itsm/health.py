@@ -19,8 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from itsm import maintenance
+from itsm.config import redis_target
 from itsm.dbtypes import utcnow
-from itsm.extensions import db, redis_client
+from itsm.extensions import db, redis_client, redis_node
 from itsm.schedules.describe import troubles
 from jobs import liveness
 
@@ -46,6 +47,15 @@ def _redis() -> Redis:
     return redis_client(kind="probe")
 
 
+def redis_where(connection: Redis) -> dict:
+    """Which node answers: the master the Sentinels name now (with the service), or a plain URL's node."""
+    target = redis_target(current_app.config)
+    where = {"node": redis_node(connection)}
+    if target.is_sentinel:
+        where.update(role="master", service=target.service, sentinels=target.sentinel_list())
+    return where
+
+
 def _database() -> tuple[bool, dict]:
     db.session.execute(text("SELECT 1"))
     db.session.rollback()
@@ -65,7 +75,7 @@ def checks() -> dict[str, dict]:
 
     def redis_check():
         connection.ping()
-        return True, {}
+        return True, redis_where(connection)
 
     results["redis"] = _timed(redis_check)
     if results["redis"]["ok"]:

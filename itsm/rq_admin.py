@@ -1,4 +1,4 @@
-"""rq-dashboard at /admin/rq, for admins only, on the app's REDIS_URL.
+"""rq-dashboard at /admin/rq, for admins only, on the app's REDIS_URL (a node, or the master Sentinel names).
 
 rq-dashboard has no authentication of its own and its buttons POST without a CSRF token, so
 the app guards it: anonymous visitors go to /login, agents get 403, and a POST (requeue,
@@ -18,6 +18,7 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq_dashboard.web import setup_rq_connection
 
+from itsm.config import redis_target
 from itsm.extensions import csrf
 
 PREFIX = "/admin/rq"
@@ -31,7 +32,9 @@ def _same_origin() -> bool:
 
 def register(app: Flask) -> None:
 
-    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", app.config["REDIS_URL"])
+    # rq-dashboard reads plain and redis+sentinel URLs alike (redis_sentinel_url), with the passwords apart.
+    for name, value in redis_target(app.config).dashboard_settings().items():
+        app.config.setdefault(name, value)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=PREFIX)
     csrf.exempt(rq_dashboard.blueprint)  # its JavaScript posts without tokens; _guard checks the origin
     with app.app_context():

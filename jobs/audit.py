@@ -8,7 +8,7 @@ import logging
 import traceback as tb
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, text, update
+from sqlalchemy import and_, bindparam, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from itsm.dbtypes import utcnow
@@ -148,6 +148,44 @@ def record_outcome(row: dict, next_attempt: dict | None = None) -> None:
             conn.execute(_statement("queued"), {c: next_attempt.get(c) for c in QUEUED_COLUMNS})
 
     dbconn.write(do)
+
+
+ENDED = ("succeeded", "failed", "skipped")  # a job whose attempt ended so runs no further attempt
+FINAL_LOSSES = ("JobLost", "Purged")  # lost for good (a lost worker's attempt may run again: WorkerLost)
+
+
+def already_ran(job_id: str, attempt: int, retry: bool) -> tuple[str, bool] | None:
+    """Why this attempt must not run, and whether it has a row of its own; None when it may run. It must not
+    when its own row is past queued (it ran, or runs elsewhere), or, for an automatic retry, when the attempt
+    before it ended the job. Redis can hand out a job again that it forgot had run (the writes a failover's
+    promoted replica never received), or twice (a duplicate enqueue); the audit knows."""
+    def read(conn):
+        return conn.execute(select(TABLE.c.attempt, TABLE.c.status, TABLE.c.error_type)
+                            .where(TABLE.c.job_id == job_id, TABLE.c.attempt >= attempt - 1)).all()
+
+    rows = dbconn.write(read)
+    own = [r for r in rows if r.attempt == attempt]
+    if own and own[0].status != "queued":
+        return f"attempt {attempt} is already {own[0].status} in the audit", True
+    for row in rows:
+        if retry and row.attempt == attempt - 1 and _ended(row):
+            return f"the job already ended ({row.status}) on attempt {attempt - 1}", bool(own)
+    return None
+
+
+def _ended(row) -> bool:
+    return row.status in ENDED or (row.status == "lost" and row.error_type in FINAL_LOSSES)
+
+
+def outcome(job_id: str, attempt: int) -> str | None:
+    """The attempt's recorded outcome (succeeded, failed, retrying, skipped, lost for good), or None while
+    it has none (queued, running, no row yet)."""
+    def read(conn):
+        return conn.execute(select(TABLE.c.status, TABLE.c.error_type)
+                            .where(TABLE.c.job_id == job_id, TABLE.c.attempt == attempt)).first()
+
+    row = dbconn.write(read)
+    return row.status if row is not None and (_ended(row) or row.status == "retrying") else None
 
 
 def record_lost(*, job_id: str, attempt: int, task_name: str, queue: str, reason: str) -> None:

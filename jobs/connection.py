@@ -7,7 +7,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
 
-from itsm.extensions import redis_client
+from itsm.extensions import redis_client, redis_shown
 from jobs.exceptions import JobsUnavailableError, UnknownQueueError
 
 
@@ -27,8 +27,7 @@ def get_queue(name: str, connection: Redis | None = None) -> Queue:
 
 
 def unavailable(err: RedisError) -> JobsUnavailableError:
-    url = current_app.config["REDIS_URL"]
-    return JobsUnavailableError(f"Redis at {url} is unreachable ({err.__class__.__name__}: {err})")
+    return JobsUnavailableError(f"Redis at {redis_shown()} is unreachable ({err.__class__.__name__}: {err})")
 
 
 def ping() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
@@ -13,7 +13,7 @@ from rq import get_current_job
 from rq.exceptions import AbandonedJobError
 
 from itsm.dbtypes import utcnow
-from itsm.extensions import db
+from itsm.extensions import db, redis_master_since
 from jobs import audit, hooks, registry
 from jobs.exceptions import Retry, UnknownTaskError
 from jobs.logctx import job_context
@@ -110,6 +110,20 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
     base = {"job_id": job.id, "attempt": attempt_number, "task_name": task_name, "queue": job.origin,
             "args_summary": audit.summarize_args(args, kwargs), "worker": job.worker_name or socket.gethostname(),
             "started_at": started}
+    found = audit.already_ran(job.id, attempt_number, retry=retries > 0) if _may_have_run(job, attempt_number) \
+        else None
+    if found is not None:
+        reason, has_row = found
+        # Not run. An attempt with a row of its own keeps it (a skipped row would overwrite the real outcome);
+        # one without gets a skipped row. The copy goes from Redis (no result kept), so the recovery pass
+        # enqueues whatever the audit still has queued for the job.
+        job.retries_left, job.result_ttl = 0, 0
+        if not has_row:
+            audit.record_outcome(audit.row(**base, status="skipped", finished_at=utcnow(),
+                                           error_message=f"not run again: {reason}"))
+        log.warning("not run again: %s (Redis handed it out again: a failover's lost writes, or a duplicate)",
+                    reason)
+        return None
     if task is None:
         job.retries_left = 0
         audit.record_outcome(audit.row(**base, status="failed", finished_at=utcnow(), exc=unknown))
@@ -157,6 +171,24 @@ def _run_in_worker(task_name: str, args: tuple, kwargs: dict, job) -> Any:
     log.error("failed for good on attempt %d: %r", attempt_number, outcome.exc)
     final_failure(task, task_name, job.id, outcome.exc, args, kwargs)
     raise outcome.exc
+
+
+# A job created up to this long before the Redis master took over (clocks of two machines) is checked too.
+TAKEOVER_MARGIN_SECONDS = 5.0
+
+
+def _may_have_run(job, attempt_number: int) -> bool:
+    """Whether the audit must be asked before this attempt runs: a retry (rare; a copy that Redis forgot had
+    ended would run again), or a job created before the master Redis Sentinel names took over (a failover:
+    the promoted replica may lack the last writes, and hand out again jobs that ran). Other jobs, the
+    common case, cost no read."""
+    if attempt_number > 1:
+        return True
+    since = redis_master_since(job.connection)
+    if since is None or job.created_at is None:
+        return False
+    created = job.created_at if job.created_at.tzinfo else job.created_at.replace(tzinfo=UTC)
+    return created.timestamp() < since + TAKEOVER_MARGIN_SECONDS
 
 
 def _record(outcome: Outcome, base: dict, finished: datetime, retry_at: datetime, call: dict | None = None,
@@ -242,9 +274,16 @@ def handle_abandoned(app: Flask, job, exc_type, exc_value, traceback) -> bool:
     task_name = job.args[0] if job.args else job.func_name
     will_retry = bool(job.retries_left and job.retries_left > 0)
     with app.app_context():
+        attempt_number = int(job.connection.hget(job.key, ATTEMPT_FIELD) or 1)
+        ended = audit.outcome(job.id, attempt_number)
+        if ended is not None:
+            # Not abandoned: it ended, and Redis forgot (a failover's promoted replica lacked the end). Its
+            # audit row and claim stay as they are; a copy RQ enqueues again is not run (_may_have_run).
+            log.warning("job %s[%s] attempt %d looked abandoned, but it already %s; not marked lost", task_name,
+                        job.id, attempt_number, ended)
+            return True
         reason = "The worker running this job stopped before it finished" + (
             "; it will run again (late acknowledgement)." if will_retry else "; no retries left.")
-        attempt_number = int(job.connection.hget(job.key, ATTEMPT_FIELD) or 1)
         audit.record_lost(job_id=job.id, attempt=attempt_number, task_name=task_name, queue=job.origin,
                           reason=reason)
         claims = hooks.claims

@@ -220,3 +220,11 @@ def retry_once(self, key: str, countdown: float) -> int:
     if self.request.attempt == 1:
         self.retry(countdown=countdown)
     return self.request.attempt
+
+
+@task(name="t.record_job", max_retries=3, time_limit=60, soft_time_limit=50)
+def record_job(key: str) -> str:
+    """Records ``"<key> <job id>"`` per execution: a periodic firing's job id names its tick."""
+    job_id = record_job.request.id
+    _record_run(key, job_id)
+    return job_id

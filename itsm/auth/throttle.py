@@ -21,7 +21,7 @@ import math
 from flask import current_app, g, request
 from redis.exceptions import RedisError
 
-from itsm.extensions import redis_client
+from itsm.extensions import redis_client, redis_shown
 from itsm.users.service import email_key
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _down() -> bool:
 def _warn(action: str, err: RedisError) -> None:
     g.login_throttle_down = True
     log.warning("Login rate limit %s skipped: Redis at %s is unreachable (%s: %s)", action,
-                current_app.config["REDIS_URL"], err.__class__.__name__, err)
+                redis_shown(), err.__class__.__name__, err)
 
 
 def retry_after(email: str, address: str) -> int | None:

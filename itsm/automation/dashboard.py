@@ -11,12 +11,14 @@ import statistics
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask import current_app
 from markupsafe import Markup
 from redis.exceptions import RedisError
 from sqlalchemy import case, func, select
 
 from itsm.backups.store import BackupError, list_backups
-from itsm.extensions import db, redis_client
+from itsm.config import redis_target
+from itsm.extensions import db, redis_client, redis_node
 from itsm.mail.models import EmailMessage, deferred
 from itsm.schedules.describe import describe, next_runs, state_of
 from itsm.schedules.lastrun import WEEK, LastRun, last_runs, week_stats
@@ -172,14 +174,19 @@ class Runtime:
     workers: list
     scheduler_age: float | None
     error: str | None = None
+    node: str | None = None  # host:port of the Redis node answering (with Sentinel: the master now)
+    service: str | None = None  # the Sentinel service, when the Sentinels name the master
 
 
 def runtime() -> Runtime:
+    service = redis_target(current_app.config).service
     try:
         conn = redis_client()
-        return Runtime(liveness.queues(conn), liveness.workers(conn), liveness.scheduler_age(conn))
+        node = redis_node(conn)
+        return Runtime(liveness.queues(conn), liveness.workers(conn), liveness.scheduler_age(conn), node=node,
+                       service=service)
     except RedisError as err:
-        return Runtime([], [], None, f"Redis is unreachable ({type(err).__name__})")
+        return Runtime([], [], None, f"Redis is unreachable ({type(err).__name__}: {err})"[:300], service=service)
 
 
 def duration_chart(name: str, recent: list) -> Markup:

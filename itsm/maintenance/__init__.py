@@ -27,7 +27,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from itsm.dbtypes import UTCDateTime, utcnow
-from itsm.extensions import db, redis_client
+from itsm.extensions import db, redis_client, redis_shown
 
 log = logging.getLogger(__name__)
 KEY = "itsm:maintenance"
@@ -168,10 +168,10 @@ def _switch(state: State, app: Flask | None) -> State:
     except RedisError as err:
         if state.on:
             _write_database(before)  # nothing changed: a flag the other processes may not see stops nothing
-            raise MaintenanceError(f"cannot turn maintenance mode on: Redis at {app.config['REDIS_URL']} is "
+            raise MaintenanceError(f"cannot turn maintenance mode on: Redis at {redis_shown(app)} is "
                                    f"unreachable ({err}), so writes could not be stopped everywhere; nothing "
                                    "was changed") from None
-        raise MaintenanceError(f"maintenance mode is off in the database, but Redis at {app.config['REDIS_URL']} "
+        raise MaintenanceError(f"maintenance mode is off in the database, but Redis at {redis_shown(app)} "
                                f"is unreachable ({err}); run `flask maintenance off` again once it answers") from None
     app.extensions.pop("itsm_maintenance_redis_down_until", None)
     log.warning("maintenance mode %s by %s", "on" if state.on else "off", state.by)
