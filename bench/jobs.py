@@ -39,7 +39,7 @@ from redis import Redis
 from rq import Queue
 from sqlalchemy import func, select, text
 
-from bench import benchtasks, common, plaintasks
+from bench import benchtasks, common, jobs_hosts, plaintasks
 from itsm.extensions import db
 from jobs.models import JobRun
 
@@ -263,6 +263,7 @@ def main() -> None:
     parser.add_argument("--fork-jobs", type=int, default=1_000, help="jobs for the (slow) forking worker")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both", help="audit database")
+    parser.add_argument("--hosts-runs", type=int, default=3, help="runs of the two-host comparison (0: none)")
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
     load, code = os.getloadavg()[0], fingerprint()
@@ -271,6 +272,10 @@ def main() -> None:
         with common.flushed(REDIS_URL), common.log_tail_on_error(log):
             workers, enqueue = run_all(args, log)
     rows = tables(workers, enqueue, args.jobs)
+    if args.hosts_runs:
+        reason = jobs_hosts.available()
+        rows += ["", *(jobs_hosts.measure(args.jobs, args.hosts_runs) if reason is None
+                       else [f"- Across hosts: not measured here ({reason})."])]
     print("\n" + "\n".join(rows))
     if fingerprint() != code:
         code = f"{code} -> {fingerprint()}: WARNING, jobs/ changed during this run, figures may mix versions"
