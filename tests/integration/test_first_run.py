@@ -43,7 +43,9 @@ def first_run_env(**extra: str) -> dict:
     """The environment of someone who has set nothing: no REDIS_URL, no database, no mail server."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("DATABASE_URL", "REDIS_URL", "FLASK_", "ITSM_", "PYTEST", "MAIL_", "BASE_URL",
-                                "BACKUP_DIR", "LOCAL_REDIS"))}
+                                "BACKUP_DIR", "LOCAL_REDIS"))
+           # Run from `make test`, the parent make's variables would make this one a sub-make (make[1]: ...).
+           and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR")}
     env.update({"PYTHONUNBUFFERED": "1", **extra})
     return env
 
