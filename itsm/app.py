@@ -17,6 +17,7 @@ from itsm import (
     templating,
 )
 from itsm.admin.routes import bp as admin_bp
+from itsm.attachments.routes import bp as attachments_bp
 from itsm.auth import sessions
 from itsm.auth.account import bp as account_bp
 from itsm.auth.routes import bp as auth_bp
@@ -41,6 +42,7 @@ from itsm.schedules import firing, scheduler
 from itsm.schedules.routes import bp as schedules_bp
 from itsm.tickets.routes import bp as tickets_bp
 from itsm.users.profile import bp as profile_bp
+from itsm.web import UploadRequest
 from jobs import hooks, logctx, registry, runtime
 
 
@@ -52,6 +54,7 @@ def create_app(overrides: dict | None = None) -> Flask:
         template_folder="../templates",
         static_folder="../static",
     )
+    app.request_class = UploadRequest
     app.cli = AppCommands()  # before anything adds a command to it (Flask-Migrate's `db` too)
     # The default SQLite file, the development secret and the mail sink live here; a fresh checkout
     # has no instance/ yet (SQLite cannot create a file in a missing folder).
@@ -133,8 +136,8 @@ def register_jobs(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     # Before any route exists: every <int:...> of every blueprint, rq-dashboard's too, is bounded by it.
     app.url_map.converters["int"] = DatabaseInteger
-    for bp in (auth_bp, health_bp, tickets_bp, recurring_bp, board_bp, admin_bp, automation_bp, schedules_bp,
-               holidays_bp, settings_bp, backups_bp, outbox_bp, unsubscribe_bp, profile_bp,
+    for bp in (auth_bp, health_bp, tickets_bp, attachments_bp, recurring_bp, board_bp, admin_bp, automation_bp,
+               schedules_bp, holidays_bp, settings_bp, backups_bp, outbox_bp, unsubscribe_bp, profile_bp,
                account_bp):
         app.register_blueprint(bp)
     rq_admin.register(app)

@@ -286,8 +286,18 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
     deadline_hours = _int(env, "MAIL_DELIVERY_DEADLINE_HOURS", 24)
     if not 0 <= deadline_hours <= 720:
         raise ConfigError(f"MAIL_DELIVERY_DEADLINE_HOURS must be from 0 to 720 (30 days), got {deadline_hours}")
+    attachment_mb = _int(env, "ATTACHMENT_MAX_MB", 25)
+    if not 1 <= attachment_mb <= 2048:
+        raise ConfigError(f"ATTACHMENT_MAX_MB must be from 1 to 2048, got {attachment_mb}")
+    # A whole request: room for a few files at the limit and the form around them.
+    request_bytes = _int(env, "MAX_CONTENT_LENGTH", max(4 * attachment_mb, attachment_mb + 16) * 1048576)
+    if request_bytes < attachment_mb * 1048576 + 65536:
+        raise ConfigError(f"MAX_CONTENT_LENGTH ({request_bytes} bytes) must leave room for one file of "
+                          f"ATTACHMENT_MAX_MB ({attachment_mb} MB) and its form")
     return {
         "ITSM_ENV": itsm_env,
+        "ATTACHMENT_MAX_MB": attachment_mb,
+        "MAX_CONTENT_LENGTH": request_bytes,
         "TESTING": itsm_env == "testing",
         "SECRET_KEY": env.get("SECRET_KEY") or None,
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(database_url),

@@ -1,5 +1,6 @@
 """Every model, imported in one place so Alembic sees the whole schema."""
 
+from itsm.attachments.models import Attachment, Blob, BlobChunk
 from itsm.auth.sessions import UserSession
 from itsm.board.models import BoardColumn
 from itsm.housekeeping.settings import Setting
@@ -22,5 +23,6 @@ from jobs.models import JobRun
 __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
     "SolarSchedule", "BoardColumn", "EmailMessage", "EmailOptOut", "Setting", "Holiday", "JobRun", "RecurringTicketRun",
-    "TicketRecurrence", "Comment", "Ticket", "TicketEvent", "User", "UserSession", "MaintenanceState",
+    "TicketRecurrence", "Comment", "Ticket", "TicketEvent", "User", "UserSession", "MaintenanceState", "Attachment",
+    "Blob", "BlobChunk",
 ]

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from flask import Flask, current_app, g, get_template_attribute, has_request_context, request
 from jinja2 import pass_context
 
+from itsm.attachments.detect import SAFE_INLINE
 from itsm.tickets.models import CATCH_UP, OPEN_POLICIES, PRIORITIES
 from itsm.zones import is_known_zone
 
@@ -98,7 +99,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["in_zone"] = in_zone
     app.jinja_env.filters["weekday"] = weekday
     app.jinja_env.globals.update(url_with=url_with, PRIORITIES=PRIORITIES, OPEN_POLICIES=OPEN_POLICIES,
-                                 CATCH_UP=CATCH_UP)
+                                 CATCH_UP=CATCH_UP, SAFE_INLINE=SAFE_INLINE)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import abort, request
+from flask import Request, abort, request
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import ImmutableMultiDict
 
 
 class ActionForm(FlaskForm):
@@ -55,3 +56,24 @@ def safe_next(target: str | None) -> str | None:
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
     return target
+
+
+class UploadRequest(Request):
+    """Closes every temporary file its form parser opened, also when the body was cut off half way
+    (Werkzeug closes only the files of a form it finished reading)."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
+        stream = super()._get_file_stream(total_content_length, content_type, filename, content_length)
+        self.__dict__.setdefault("_upload_streams", []).append(stream)
+        return stream
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            for stream in self.__dict__.pop("_upload_streams", []):
+                stream.close()
+
+    def forget_body(self) -> None:
+        """After the body was refused (too large): the form reads as empty instead of raising again."""
+        self.__dict__.update(form=ImmutableMultiDict(), files=ImmutableMultiDict())

@@ -18,6 +18,7 @@ from flask import current_app
 from flask_migrate import upgrade
 
 from itsm import maintenance
+from itsm.attachments import integrity
 from itsm.auth import sessions
 from itsm.backups import dbtools, partials
 from itsm.backups.retention import Tiers, tiers_of
@@ -87,11 +88,11 @@ def create_backup(now: datetime | None = None) -> Backup:
             with db.engine.connect() as conn:
                 migration = _migration_of(conn)
             if kind == "sqlite":
-                counts = _sqlite_dump(dbtools.sqlite_path(url), partial, directory)
+                counts, files = _sqlite_dump(dbtools.sqlite_path(url), partial, directory)
             else:
                 libpq = dbtools.libpq_url(url)
                 with dbtools.pg_snapshot(libpq) as (conn, snapshot):
-                    counts = dbtools.pg_counts(conn)
+                    counts, files = dbtools.pg_counts(conn), integrity.stats(conn)
                     dbtools.pg_dump(libpq, conn, snapshot, partial)
             os.fsync(fd)
             os.replace(partial, final)
@@ -103,7 +104,8 @@ def create_backup(now: datetime | None = None) -> Backup:
         raise err if isinstance(err, BackupError) else BackupError(f"backup failed: {err}") from None
     manifest = {
         "format": FORMAT_VERSION, "file": final.name, "database": kind, "created_at": now.isoformat(),
-        "sha256": sha256_of(final), "size": final.stat().st_size, "tables": counts, "app_version": __version__,
+        "sha256": sha256_of(final), "size": final.stat().st_size, "tables": counts, "attachments": files,
+        "app_version": __version__,
         "migration": migration, "verified": None, "verified_at": None, "verify_message": None,
     }
     try:
@@ -114,13 +116,18 @@ def create_backup(now: datetime | None = None) -> Backup:
     return Backup(path=final, created_at=created_at_of(final.name), manifest=manifest)
 
 
-def _sqlite_dump(source: Path, partial: Path, directory: Path) -> dict[str, int]:
+def _sqlite_dump(source: Path, partial: Path, directory: Path) -> tuple[dict[str, int], dict[str, int]]:
     with partials.scratch_dir(directory) as tmp:
         copy = tmp / "snapshot.db"
         counts = dbtools.sqlite_snapshot(source, copy)
+        conn = sqlite3.connect(copy)
+        try:
+            files = integrity.stats(conn)
+        finally:
+            conn.close()
         with copy.open("rb") as src, gzip.open(partial, "wb", compresslevel=6) as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
-    return counts
+    return counts, files
 
 
 def _check_file(path: Path) -> dict:
@@ -139,20 +146,25 @@ def verify_backup(path: Path) -> dict:
     The outcome is stored in the manifest either way; raises BackupError when verification fails."""
     try:
         manifest = _check_file(path)
-        counts = _restored_counts(path, manifest)
+        counts, files = _restored_counts(path, manifest)
         expected = manifest.get("tables", {})
         wrong = sorted(t for t in set(expected) | set(counts) if expected.get(t) != counts.get(t))
         if wrong:
             detail = ", ".join(f"{t}: {counts.get(t)} restored, {expected.get(t)} expected" for t in wrong[:5])
             raise BackupError(f"{path.name} restores with different row counts ({detail})")
+        if files:
+            raise BackupError(f"{path.name} restores with damaged attachments: {'; '.join(files)}")
     except BackupError as err:
         _record(path, False, str(err))
         raise
-    _record(path, True, f"restored {sum(counts.values())} rows in {len(counts)} tables; counts match")
+    stored = manifest.get("attachments") or {}
+    also = (f"; {stored['count']} attachments reassemble to their SHA-256" if stored.get("count") else "")
+    _record(path, True, f"restored {sum(counts.values())} rows in {len(counts)} tables; counts match{also}")
     return read_manifest(path)
 
 
-def _restored_counts(path: Path, manifest: dict) -> dict[str, int]:
+def _restored_counts(path: Path, manifest: dict) -> tuple[dict[str, int], list[str]]:
+    """The restored copy's row counts, and what is wrong with its attachments' stored bytes."""
     if manifest.get("database") == "sqlite":
         with partials.scratch_dir(path.parent) as tmp:
             target = tmp / "verify.db"
@@ -162,7 +174,7 @@ def _restored_counts(path: Path, manifest: dict) -> dict[str, int]:
                 try:
                     if conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
                         raise BackupError(f"{path.name} restores to a SQLite file that fails its integrity check")
-                    return dbtools.sqlite_counts(conn)
+                    return dbtools.sqlite_counts(conn), integrity.problems(conn, "?")
                 finally:
                     conn.close()
             except sqlite3.DatabaseError as err:
@@ -175,7 +187,7 @@ def _restored_counts(path: Path, manifest: dict) -> dict[str, int]:
         with dbtools.scratch_pg_database(server) as scratch:
             dbtools.pg_restore(scratch, path, clean=False)
             with psycopg.connect(scratch) as conn:
-                return dbtools.pg_counts(conn)
+                return dbtools.pg_counts(conn), integrity.problems(conn, "%s")
     raise BackupError(f"{path.name}: unknown database kind {manifest.get('database')!r} in its manifest")
 
 

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 from flask import current_app
 from sqlalchemy import Connection, func, select, tuple_, update
 
+from itsm.attachments import service as attachments
 from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
@@ -169,6 +170,7 @@ def _process_batch(conn: Connection, rows: list, now: datetime, holidays: frozen
     created = bulk.insert_occurrences(conn, new_tickets, first, now if first and first.is_done_column else None,
                                       now) if new_tickets else []
     totals.created += len(created)
+    attachments.link_from_templates(conn, [c[0] for c in created], now)
     totals.skipped += len(new_tickets) - len(created)  # already opened by an earlier pass
     closing = [to_close[template_id] for _, template_id, _ in created if template_id in to_close]
     bulk.insert_events(conn, _close(conn, closing, board, now), now)

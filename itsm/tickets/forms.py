@@ -7,6 +7,7 @@ from wtforms import BooleanField, EmailField, Form, SelectField, StringField, Te
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional
 
+from itsm.attachments.forms import AttachmentsField
 from itsm.board.models import ordered_columns
 from itsm.extensions import db
 from itsm.formutil import options, strip
@@ -37,6 +38,7 @@ class TicketForm(FlaskForm, RecurrenceForm):
         validators=[Optional(), Length(max=254), Email(message="Enter a valid email address.")],
     )
     category = StringField("Category", filters=[strip], validators=[Length(max=80)])
+    attachments = AttachmentsField()
 
     def fill_choices(self, current_assignee_id: int | None = None) -> None:
         self.column_id.choices = options((c.id, c.name) for c in ordered_columns())
@@ -65,6 +67,7 @@ class PreviewForm(RecurrenceForm):
 class CommentForm(FlaskForm):
     body = TextAreaField("Comment", filters=[strip], validators=[DataRequired(), Length(max=20000)])
     is_public = BooleanField("Visible to the requester", default=True)
+    attachments = AttachmentsField()
 
 
 class MoveForm(FlaskForm):

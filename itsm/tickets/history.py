@@ -22,6 +22,8 @@ VERBS = {
     "unarchived": "restored the ticket from the archive",
     "paused": "paused the schedule",
     "resumed": "resumed the schedule",
+    "attached": "attached a file",
+    "detached": "removed a file",
 }
 IMPLIED = {"archived": "archived", "unarchived": "archived", "paused": "active", "resumed": "active"}
 LABELS = {
@@ -29,6 +31,7 @@ LABELS = {
     "column_id": "Column", "assignee": "Assignee", "assignee_id": "Assignee", "requester_email": "Requester email",
     "category": "Category", "template": "From template", "recurrence": "Schedule",
     "next occurrence": "Next occurrence", "archived": "Archived", "active": "Schedule",
+    "attachment": "File", "on": "On",
 }
 STATES = {"active": ("paused", "active"), "archived": ("not archived", "archived")}
 

@@ -15,7 +15,9 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from itsm.attachments import service as attachments
 from itsm.board import cards as board_cards
 from itsm.board.models import BoardColumn, first_column, ordered_columns
 from itsm.dbtypes import utcnow
@@ -185,14 +187,55 @@ def new():
         )
         if form.recurrence:
             recurring.make_template(ticket, current_user, form.recurrence)
+        attachments.attach(ticket, form.attachments.data, current_user)
         db.session.commit()
         rec = ticket.recurrence
         flash(f"Recurring ticket #{ticket.id} created; next occurrence "
               f"{show_time(rec.next_occurrence, rec.recurrence_time_zone, label=True)}."
               if form.recurrence else f"Ticket #{ticket.id} created.", "success")
         return redirect(url_for("tickets.detail", ticket_id=ticket.id))
-    status = 400 if form.errors else 200
-    return _render_form(form, None), status
+    return _form_answer(form, None)
+
+
+def _form_answer(form: TicketForm, ticket: Ticket | None):
+    """The form again, with its errors next to the fields; a file over the limit is a 413 to a script."""
+    if form.attachments.over_limit and wants_json():
+        return problem(413, " ".join(form.attachments.errors))
+    return _render_form(form, ticket), 400 if form.errors else 200
+
+
+def _request_too_large(message: str):
+    """The form again (empty: the body was not read), the reason next to its file field."""
+    request.forget_body()
+    endpoint = request.endpoint
+    ticket_id = (request.view_args or {}).get("ticket_id")
+    ticket = db.session.get(Ticket, ticket_id) if ticket_id else None
+    if endpoint == "tickets.comment" and ticket is not None and not ticket.is_recurring:
+        form = CommentForm(formdata=None)
+        form.attachments.errors = [message]
+        return _render_detail(ticket, form, status=413)
+    form = TicketForm(formdata=None, obj=ticket)
+    form.fill_choices(current_assignee_id=ticket.assignee_id if ticket else None)
+    if ticket is not None and ticket.is_recurring:
+        del form.column_id
+        recurrence_forms.fill_from(form, ticket)
+    elif ticket is None:
+        first = first_column()
+        form.column_id.data = first.id if first else None
+        form.recurrence_time_zone.data = recurrence_forms.default_time_zone()
+    form.attachments.errors = [message]
+    return _render_form(form, ticket), 413
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(err: RequestEntityTooLarge):
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    message = (f"The upload is larger than the {limit / 1048576:.0f} MB one request may carry: attach fewer "
+               "files at a time. Nothing was saved.")
+    if wants_json() or request.endpoint not in ("tickets.new", "tickets.edit", "tickets.comment"):
+        return problem(413, message) if wants_json() else (
+            render_template("errors/error.html", code=413, title="Upload too large", message=message), 413)
+    return _request_too_large(message)
 
 
 @bp.get("/<int:ticket_id>")
@@ -220,7 +263,7 @@ def _render_template_page(ticket: Ticket):
         .order_by(TicketEvent.created_at.desc(), TicketEvent.id.desc()).limit(100)).all()
     return render_template("tickets/template.html", ticket=ticket, page=page, events=events,
                            summary=recurring.summary(ticket), upcoming=recurring.upcoming(ticket),
-                           action_form=ActionForm())
+                           action_form=ActionForm(), attachments=attachments.of_ticket(ticket.id))
 
 
 def _render_detail(ticket: Ticket, comment_form: CommentForm, status: int = 200):
@@ -231,8 +274,14 @@ def _render_detail(ticket: Ticket, comment_form: CommentForm, status: int = 200)
     events = db.session.scalars(
         db.select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
         .order_by(TicketEvent.created_at.desc(), TicketEvent.id.desc())).all()
+    files = attachments.of_ticket(ticket.id)
+    by_comment: dict[int, list] = {}
+    for attachment in files:
+        if attachment.comment_id:
+            by_comment.setdefault(attachment.comment_id, []).append(attachment)
     return render_template("tickets/detail.html", ticket=ticket, comments=comments, events=events,
-                           comment_form=comment_form, move_form=move_form, action_form=ActionForm()), status
+                           comment_form=comment_form, move_form=move_form, action_form=ActionForm(),
+                           attachments=files, by_comment=by_comment), status
 
 
 @bp.route("/<int:ticket_id>/edit", methods=["GET", "POST"])
@@ -257,11 +306,15 @@ def edit(ticket_id: int):
         )
         if form.recurrence:
             changes.update(recurring.change_rule(ticket, current_user, form.recurrence))
+        added = attachments.attach(ticket, form.attachments.data, current_user)
         db.session.commit()
-        flash("Ticket updated." if changes else "Nothing changed.", "success" if changes else "info")
+        files = f"{len(added)} file{'' if len(added) == 1 else 's'} attached" if added else ""
+        if changes:
+            flash("Ticket updated" + (f"; {files}." if files else "."), "success")
+        else:
+            flash(f"{files.capitalize()}." if files else "Nothing changed.", "success" if files else "info")
         return redirect(url_for("tickets.detail", ticket_id=ticket.id))
-    status = 400 if form.errors else 200
-    return _render_form(form, ticket), status
+    return _form_answer(form, ticket)
 
 
 @bp.post("/<int:ticket_id>/comments")
@@ -269,10 +322,14 @@ def comment(ticket_id: int):
     ticket = get_ticket_or_404(ticket_id)
     form = CommentForm()
     if form.validate_on_submit():
-        service.add_comment(ticket, current_user, form.body.data, is_public=form.is_public.data)
+        added = service.add_comment(ticket, current_user, form.body.data, is_public=form.is_public.data)
+        files = attachments.attach(ticket, form.attachments.data, current_user, comment=added)
         db.session.commit()
-        flash("Comment added.", "success")
+        flash("Comment added" + (f" with {len(files)} file{'' if len(files) == 1 else 's'}." if files else "."),
+              "success")
         return redirect(url_for("tickets.detail", ticket_id=ticket.id) + "#comments")
+    if form.attachments.over_limit and wants_json():
+        return problem(413, " ".join(form.attachments.errors))
     return _render_detail(ticket, form, status=400)
 
 

@@ -3,6 +3,7 @@ and login counters that start (and end) at zero."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import timedelta
 from types import SimpleNamespace
@@ -55,6 +56,9 @@ def dump(app):
 @pytest.fixture
 def seeded(app, ids):
     """One of every object a page is about, so every page (and every form on it) renders."""
+    from werkzeug.datastructures import FileStorage
+
+    from itsm.attachments.service import attach
     from itsm.dbtypes import utcnow
     from itsm.mail.models import EmailMessage
     from itsm.mail.preferences import unsubscribe_token
@@ -83,8 +87,11 @@ def seeded(app, ids):
         reset_user = factories.make_user("reset.me@example.com", name="Reset Me")
         invited = invite_user(email="invited@example.com", name="Invited", role="agent",
                               actor=db.session.get(User, ids.admin))
+        attachment, = attach(ticket, [FileStorage(io.BytesIO(b"log line\n"), filename="vpn.log")],
+                             db.session.get(User, ids.admin))
         db.session.commit()
-        seeds = SimpleNamespace(ticket=ticket.id, template=template.id, holiday=holiday.id, message=message.id,
+        seeds = SimpleNamespace(ticket=ticket.id, template=template.id, attachment=attachment.id,
+                                attachment_name=attachment.filename, holiday=holiday.id, message=message.id,
                                 run=run.id, task=task.id, reset_user=reset_user.id, invited=invited.id,
                                 column=ids.columns["Waiting"], agent=ids.agent, admin=ids.admin)
 
@@ -102,7 +109,8 @@ def seeded(app, ids):
 
 
 SAMPLES = {"ticket_id": "ticket", "user_id": "agent", "column_id": "column", "holiday_id": "holiday",
-           "message_id": "message", "run_id": "run", "task_id": "task"}
+           "message_id": "message", "run_id": "run", "task_id": "task", "attachment_id": "attachment",
+           "name": "attachment_name"}
 
 
 def page_urls(app, seeds) -> list[tuple[str, str]]:

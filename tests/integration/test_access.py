@@ -74,7 +74,7 @@ def call(client, auth, method, url):
 def test_every_endpoint_is_classified(app):
     known = {"auth.", "health.", "tickets.", "recurring.", "board.", "admin.", "automation.", "schedules.",
              "holidays.", "settings.", "backups.", "outbox.", "unsubscribe.", "profile.", "static",
-             "rq_dashboard.", "account."}
+             "rq_dashboard.", "account.", "attachments."}
     for rule in app.url_map.iter_rules():
         assert rule.endpoint.startswith(tuple(known)), f"unclassified endpoint {rule.endpoint}"
 

@@ -1,0 +1,62 @@
+"""A stored file as an HTTP response: streamed chunk by chunk, with ETag (its SHA-256), If-None-Match,
+single byte ranges and If-Range, and headers that keep a browser from running anything in it."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, request
+
+from itsm.attachments import store
+from itsm.attachments.detect import SAFE_INLINE, served_type
+from itsm.attachments.models import Attachment, Blob
+from itsm.attachments.names import content_disposition
+from itsm.extensions import db
+
+# Nothing in a download may load, run or be framed; an image shown inline needs nothing either.
+CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'none'"
+
+
+def _headers(attachment: Attachment, inline: bool) -> dict:
+    return {
+        "ETag": f'"{attachment.sha256}"',
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(attachment.filename, inline=inline),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": CSP,
+        "Cross-Origin-Resource-Policy": "same-origin",
+        # Only the signed-in user's browser keeps it, and asks again each time (a 304 when unchanged).
+        "Cache-Control": "private, no-cache",
+    }
+
+
+def _byte_range(size: int, etag: str) -> tuple[int, int] | None | str:
+    """The one range asked for, None for the whole file, or "unsatisfiable"."""
+    asked = request.range
+    if asked is None or len(asked.ranges) != 1 or asked.units != "bytes":
+        return None  # several ranges: the whole file is a valid answer (RFC 9110 14.2)
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip() != f'"{etag}"':
+        return None  # it changed since the client's partial copy (or a date we cannot vouch for)
+    found = asked.range_for_length(size)
+    return found if found is not None else "unsatisfiable"
+
+
+def response(attachment: Attachment, download: bool = False) -> Response:
+    blob = db.session.get(Blob, attachment.sha256)
+    size = attachment.size
+    inline = attachment.content_type in SAFE_INLINE and not download
+    headers = _headers(attachment, inline)
+    mimetype = served_type(attachment.content_type)
+    if request.if_none_match.contains(attachment.sha256) or request.if_none_match.star_tag:
+        return Response(status=304, headers=headers)
+    wanted = _byte_range(size, attachment.sha256)
+    if wanted == "unsatisfiable":
+        headers["Content-Range"] = f"bytes */{size}"
+        return Response(status=416, headers=headers)
+    start, stop, status = (0, size, 200) if wanted is None else (*wanted, 206)
+    if status == 206:
+        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    headers["Content-Length"] = str(stop - start)
+    body = store.read(attachment.sha256, start, stop, blob.chunk_size, engine=db.engine)
+    # Not stream_with_context: the chunks are read on their own short connections, off the request.
+    return current_app.response_class(body, status=status, headers=headers, content_type=mimetype,
+                                      direct_passthrough=True)
