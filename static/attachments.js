@@ -1,6 +1,6 @@
 // Refuse an empty or over-size file before a large upload starts; the server checks again either way.
 (function () {
-  function mb(bytes) { return (bytes / 1048576).toFixed(bytes < 10 * 1048576 ? 1 : 0) + " MB"; }
+  function mb(bytes) { return (bytes / 1048576).toFixed(bytes < 10 * 1048576 ? 1 : 0) + " MiB"; }
   function problems(input) {
     var limit = Number(input.dataset.maxBytes), total = 0, found = [];
     Array.prototype.forEach.call(input.files || [], function (file) {

@@ -14,7 +14,7 @@ MAX_FILES = 20  # per form: a form is not a bulk import
 
 
 def megabytes(size: int) -> str:
-    return f"{size / 1048576:.1f} MB" if size < 10 * 1048576 else f"{size / 1048576:.0f} MB"
+    return f"{size / 1048576:.1f} MiB" if size < 10 * 1048576 else f"{size / 1048576:.0f} MiB"
 
 
 def stream_size(upload) -> int:
@@ -39,7 +39,7 @@ def check_files(form, field) -> None:
         elif size > limit:
             field.over_limit = True
             problems.append(f"{name} is {megabytes(size)}; a file may be at most "
-                            f"{current_app.config['ATTACHMENT_MAX_MB']} MB.")
+                            f"{current_app.config['ATTACHMENT_MAX_MB']} MiB.")
     if problems:
         field.errors[:] = []
         raise ValidationError(" ".join(problems) + " Nothing was saved.")

@@ -36,10 +36,11 @@ def _ascii_fallback(name: str) -> str:
     folded = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     # Quotes and backslashes would end or escape the quoted string; some browsers decode %XX in it.
     folded = "".join("_" if ch in '"\\%' or not ch.isprintable() else ch for ch in folded).strip()
-    if not folded.strip("._ "):
-        stem, dot, suffix = name.rpartition(".")
-        suffix = suffix if dot and suffix.isascii() and suffix.isalnum() else ""
-        return FALLBACK + ("." + suffix if suffix else "")
+    stem, dot, suffix = folded.rpartition(".")
+    if not dot:
+        stem, suffix = folded, ""
+    if not stem.strip("._ "):  # nothing readable is left of the name itself (e.g. it was all CJK)
+        return FALLBACK + ("." + suffix if suffix.strip() else "")
     return folded
 
 

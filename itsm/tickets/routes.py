@@ -230,7 +230,7 @@ def _request_too_large(message: str):
 @bp.errorhandler(RequestEntityTooLarge)
 def too_large(err: RequestEntityTooLarge):
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    message = (f"The upload is larger than the {limit / 1048576:.0f} MB one request may carry: attach fewer "
+    message = (f"The upload is larger than the {limit / 1048576:.0f} MiB one request may carry: attach fewer "
                "files at a time. Nothing was saved.")
     if wants_json() or request.endpoint not in ("tickets.new", "tickets.edit", "tickets.comment"):
         return problem(413, message) if wants_json() else (
