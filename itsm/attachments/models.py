@@ -44,6 +44,7 @@ class Attachment(db.Model):
         CheckConstraint("size > 0", name="size"),
         Index("ix_attachments_ticket_created", "ticket_id", "created_at", "id"),
         Index("ix_attachments_sha256", "sha256"),  # the cleanup's "is any attachment still using it"
+        Index("ix_attachments_thumbnail_sha256", "thumbnail_sha256"),
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -51,6 +52,8 @@ class Attachment(db.Model):
     comment_id = db.Column(db.Integer, db.ForeignKey("comments.id", ondelete="CASCADE"), nullable=True)
     # No cascade: a blob goes only when nothing points at it (the cleanup job).
     sha256 = db.Column(db.String(64), db.ForeignKey("attachment_blobs.sha256"), nullable=False)
+    # A small WebP of a safe image (itsm.attachments.thumbnails), itself a blob; None for other files.
+    thumbnail_sha256 = db.Column(db.String(64), db.ForeignKey("attachment_blobs.sha256"), nullable=True)
     filename = db.Column(db.String(255), nullable=False)
     size = db.Column(db.BigInteger, nullable=False)
     content_type = db.Column(db.String(127), nullable=False)
@@ -60,6 +63,7 @@ class Attachment(db.Model):
     from_template = db.Column(db.Boolean, nullable=False, default=False)
 
     ticket = db.relationship("Ticket")
+    thumbnail = db.relationship("Blob", foreign_keys=[thumbnail_sha256])
     comment = db.relationship("Comment")
     uploaded_by = db.relationship("User")
 

@@ -10,7 +10,8 @@ from itsm.attachments.models import Attachment
 from itsm.extensions import db
 from itsm.web import ActionForm
 
-bp = Blueprint("attachments", __name__, url_prefix="/tickets/<int:ticket_id>/attachments")
+# Named downloads live apart (/files/<id>/<name>), so a file called "delete" or "thumbnail" is only a name.
+bp = Blueprint("attachments", __name__, url_prefix="/tickets/<int:ticket_id>")
 
 
 @bp.before_request
@@ -26,14 +27,23 @@ def _attachment(ticket_id: int, attachment_id: int) -> Attachment:
     return attachment
 
 
-@bp.get("/<int:attachment_id>")
-@bp.get("/<int:attachment_id>/<path:name>")
+@bp.get("/attachments/<int:attachment_id>")
+@bp.get("/files/<int:attachment_id>/<path:name>")
 def download(ticket_id: int, attachment_id: int, name: str | None = None):
-    """The file; ``?download=1`` downloads even an image that would show inline."""
+    """The file (the name in the address is for the browser's "save as"); ``?download=1`` downloads even
+    an image that would show inline."""
     return serving.response(_attachment(ticket_id, attachment_id), download=request.args.get("download") == "1")
 
 
-@bp.route("/<int:attachment_id>/delete", methods=["GET", "POST"])
+@bp.get("/attachments/<int:attachment_id>/thumbnail")
+def thumbnail(ticket_id: int, attachment_id: int):
+    found = serving.thumbnail_response(_attachment(ticket_id, attachment_id))
+    if found is None:
+        abort(404, "This file has no thumbnail.")
+    return found
+
+
+@bp.route("/attachments/<int:attachment_id>/delete", methods=["GET", "POST"])
 def delete(ticket_id: int, attachment_id: int):
     attachment = _attachment(ticket_id, attachment_id)
     if not service.may_delete(current_user, attachment):

@@ -3,6 +3,7 @@ Callers commit: a file is saved with the ticket or comment it belongs to, or not
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from sqlalchemy import insert, literal, select, true
 from sqlalchemy.engine import Connection
 from werkzeug.datastructures import FileStorage
 
-from itsm.attachments import store
+from itsm.attachments import store, thumbnails
 from itsm.attachments.detect import SAFE_INLINE
 from itsm.attachments.models import Attachment
 from itsm.attachments.names import clean_name
@@ -33,7 +34,9 @@ def attach(ticket: Ticket, files: Iterable[FileStorage], actor: User | None,
     now = utcnow()
     for upload in files:
         stored = store.put(upload.stream)
+        thumbnail = thumbnails.make(upload.stream) if stored.content_type in SAFE_INLINE else None
         attachment = Attachment(ticket=ticket, comment=comment, sha256=stored.sha256,
+                                thumbnail_sha256=store.put(io.BytesIO(thumbnail)).sha256 if thumbnail else None,
                                 filename=clean_name(upload.filename), size=stored.size,
                                 content_type=stored.content_type, uploaded_by=actor, created_at=now)
         db.session.add(attachment)
@@ -74,13 +77,14 @@ def link_from_templates(conn: Connection, ticket_ids: list[int], now: datetime) 
     if not ticket_ids:
         return 0
     source = (
-        select(Ticket.id, Attachment.comment_id, Attachment.sha256, Attachment.filename, Attachment.size,
+        select(Ticket.id, Attachment.comment_id, Attachment.sha256, Attachment.thumbnail_sha256,
+               Attachment.filename, Attachment.size,
                Attachment.content_type, Attachment.uploaded_by_id, literal(now, Attachment.created_at.type),
                true())
         .join(Attachment, Attachment.ticket_id == Ticket.template_id)
         .where(Ticket.id.in_(ticket_ids), Attachment.comment_id.is_(None))
         .order_by(Ticket.id, Attachment.id)
     )
-    columns = ["ticket_id", "comment_id", "sha256", "filename", "size", "content_type", "uploaded_by_id",
-               "created_at", "from_template"]
+    columns = ["ticket_id", "comment_id", "sha256", "thumbnail_sha256", "filename", "size", "content_type",
+               "uploaded_by_id", "created_at", "from_template"]
     return conn.execute(insert(Attachment.__table__).from_select(columns, source)).rowcount

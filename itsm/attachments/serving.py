@@ -4,6 +4,7 @@ single byte ranges and If-Range, and headers that keep a browser from running an
 from __future__ import annotations
 
 from flask import Response, current_app, request
+from sqlalchemy import select
 
 from itsm.attachments import store
 from itsm.attachments.detect import SAFE_INLINE, served_type
@@ -15,11 +16,11 @@ from itsm.extensions import db
 CSP = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox; frame-ancestors 'none'"
 
 
-def _headers(attachment: Attachment, inline: bool) -> dict:
+def _headers(sha256: str, filename: str, inline: bool) -> dict:
     return {
-        "ETag": f'"{attachment.sha256}"',
+        "ETag": f'"{sha256}"',
         "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(attachment.filename, inline=inline),
+        "Content-Disposition": content_disposition(filename, inline=inline),
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": CSP,
         "Cross-Origin-Resource-Policy": "same-origin",
@@ -41,14 +42,25 @@ def _byte_range(size: int, etag: str) -> tuple[int, int] | None | str:
 
 
 def response(attachment: Attachment, download: bool = False) -> Response:
-    blob = db.session.get(Blob, attachment.sha256)
-    size = attachment.size
+    """The file itself; a safe image inline unless ``download``."""
     inline = attachment.content_type in SAFE_INLINE and not download
-    headers = _headers(attachment, inline)
-    mimetype = served_type(attachment.content_type)
-    if request.if_none_match.contains(attachment.sha256) or request.if_none_match.star_tag:
+    return _serve(attachment.sha256, attachment.size, attachment.content_type, attachment.filename, inline)
+
+
+def thumbnail_response(attachment: Attachment) -> Response | None:
+    """The image's thumbnail (WebP, inline), or None when it has none."""
+    blob = attachment.thumbnail
+    if blob is None:
+        return None
+    name = attachment.filename.rpartition(".")[0] or attachment.filename
+    return _serve(blob.sha256, blob.size, "image/webp", f"{name}.thumbnail.webp", inline=True)
+
+
+def _serve(sha256: str, size: int, content_type: str, filename: str, inline: bool) -> Response:
+    headers = _headers(sha256, filename, inline)
+    if request.if_none_match.contains(sha256) or request.if_none_match.star_tag:
         return Response(status=304, headers=headers)
-    wanted = _byte_range(size, attachment.sha256)
+    wanted = _byte_range(size, sha256)
     if wanted == "unsatisfiable":
         headers["Content-Range"] = f"bytes */{size}"
         return Response(status=416, headers=headers)
@@ -56,7 +68,8 @@ def response(attachment: Attachment, download: bool = False) -> Response:
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     headers["Content-Length"] = str(stop - start)
-    body = store.read(attachment.sha256, start, stop, blob.chunk_size, engine=db.engine)
+    chunk_size = db.session.scalar(select(Blob.chunk_size).where(Blob.sha256 == sha256))
+    body = store.read(sha256, start, stop, chunk_size, engine=db.engine)
     # Not stream_with_context: the chunks are read on their own short connections, off the request.
-    return current_app.response_class(body, status=status, headers=headers, content_type=mimetype,
+    return current_app.response_class(body, status=status, headers=headers, content_type=served_type(content_type),
                                       direct_passthrough=True)

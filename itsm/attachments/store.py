@@ -112,8 +112,9 @@ def read(sha256: str, start: int, stop: int, chunk_size: int = CHUNK_SIZE, engin
 
 
 def unused_blobs():
-    """Blobs no attachment points at."""
-    return select(Blob.sha256).where(~exists().where(Attachment.sha256 == Blob.sha256))
+    """Blobs no attachment points at, as its file or as its thumbnail."""
+    return select(Blob.sha256).where(~exists().where(Attachment.sha256 == Blob.sha256),
+                                     ~exists().where(Attachment.thumbnail_sha256 == Blob.sha256))
 
 
 def delete_unused() -> int:

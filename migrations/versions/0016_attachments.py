@@ -41,6 +41,7 @@ def upgrade():
         sa.Column('ticket_id', sa.Integer(), nullable=False),
         sa.Column('comment_id', sa.Integer(), nullable=True),
         sa.Column('sha256', sa.String(length=64), nullable=False),
+        sa.Column('thumbnail_sha256', sa.String(length=64), nullable=True),
         sa.Column('filename', sa.String(length=255), nullable=False),
         sa.Column('size', sa.BigInteger(), nullable=False),
         sa.Column('content_type', sa.String(length=127), nullable=False),
@@ -52,6 +53,8 @@ def upgrade():
                                 ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['sha256'], ['attachment_blobs.sha256'],
                                 name=op.f('fk_attachments_sha256_attachment_blobs')),
+        sa.ForeignKeyConstraint(['thumbnail_sha256'], ['attachment_blobs.sha256'],
+                                name=op.f('fk_attachments_thumbnail_sha256_attachment_blobs')),
         sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_attachments_ticket_id_tickets'),
                                 ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['uploaded_by_id'], ['users.id'],
@@ -61,10 +64,12 @@ def upgrade():
     with op.batch_alter_table('attachments', schema=None) as batch_op:
         batch_op.create_index('ix_attachments_ticket_created', ['ticket_id', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_attachments_sha256', ['sha256'], unique=False)
+        batch_op.create_index('ix_attachments_thumbnail_sha256', ['thumbnail_sha256'], unique=False)
 
 
 def downgrade():
     with op.batch_alter_table('attachments', schema=None) as batch_op:
+        batch_op.drop_index('ix_attachments_thumbnail_sha256')
         batch_op.drop_index('ix_attachments_sha256')
         batch_op.drop_index('ix_attachments_ticket_created')
     op.drop_table('attachments')

@@ -7,6 +7,7 @@ import io
 import os
 
 import pytest
+from PIL import Image
 from sqlalchemy import func
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
@@ -16,8 +17,14 @@ from itsm.extensions import db
 from itsm.tickets.models import Comment, Ticket, TicketEvent
 from tests import factories
 
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+
+def png(width: int = 640, height: int = 480) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (30, 120, 200)).save(out, "PNG")
+    return out.getvalue()
+
+
+PNG = png()
 
 
 def count(model) -> int:
@@ -72,15 +79,20 @@ def test_files_attached_when_a_ticket_is_created_are_listed_and_download_byte_fo
         assert [(a.filename, a.size, a.content_type, a.comment_id) for a in files] == [
             ("vpn.log", len(log), "application/octet-stream", None), ("screen.png", len(PNG), "image/png", None)]
         assert files[0].sha256 == hashlib.sha256(log).hexdigest() and files[0].uploaded_by.email == "admin@example.com"
-        assert count(Blob) == 2 and count(BlobChunk) == 4
+        assert count(Blob) == 3 and count(BlobChunk) == 5  # the log's 3 chunks, the image, its thumbnail
         events = db.session.scalars(db.select(TicketEvent).where(TicketEvent.kind == "attached")
                                     .order_by(TicketEvent.id)).all()
         assert [e.changes["attachment"] for e in events] == [[None, "vpn.log"], [None, "screen.png"]]
         ids_ = [a.id for a in files]
     page = client.get(f"/tickets/{ticket.id}").get_data(as_text=True)
     assert "vpn.log" in page and "screen.png" in page and "2.4 MiB" in page and "attached a file" in page
-    assert f'<img src="/tickets/{ticket.id}/attachments/{ids_[1]}/screen.png"' in page
-    got = client.get(f"/tickets/{ticket.id}/attachments/{ids_[0]}/vpn.log")
+    assert f'<img src="/tickets/{ticket.id}/attachments/{ids_[1]}/thumbnail"' in page
+    assert f'href="/tickets/{ticket.id}/files/{ids_[0]}/vpn.log"' in page
+    thumb = client.get(f"/tickets/{ticket.id}/attachments/{ids_[1]}/thumbnail")
+    assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/webp"
+    assert Image.open(io.BytesIO(thumb.data)).size == (320, 240) and len(thumb.data) < 5000
+    assert client.get(f"/tickets/{ticket.id}/attachments/{ids_[0]}/thumbnail").status_code == 404
+    got = client.get(f"/tickets/{ticket.id}/files/{ids_[0]}/vpn.log")
     assert got.status_code == 200 and got.data == log
     assert got.headers["Content-Disposition"] == 'attachment; filename="vpn.log"'
     assert got.headers["Content-Type"] == "application/octet-stream"

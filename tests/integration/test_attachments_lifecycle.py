@@ -3,16 +3,19 @@ unused blobs, recurring templates' files, and backups that restore and verify ev
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import FileStorage
 
+from itsm import create_app
 from itsm.attachments import service, store
 from itsm.attachments.models import Attachment, Blob, BlobChunk
 from itsm.attachments.tasks import cleanup_attachment_blobs
@@ -24,6 +27,7 @@ from itsm.tickets.models import Comment, Ticket, TicketEvent
 from itsm.tickets.service import add_comment
 from itsm.users.models import User
 from tests import factories
+from tests.conftest import PG_ADMIN_URL, AuthActions, base_config, migrate_database
 
 
 def count(model) -> int:
@@ -40,7 +44,7 @@ def attach(ticket_id: int, content: bytes, name: str, *, user_id: int | None = N
     return attachment
 
 
-def url(attachment_id: int, ticket_id: int) -> str:
+def url_of(attachment_id: int, ticket_id: int) -> str:
     return f"/tickets/{ticket_id}/attachments/{attachment_id}"
 
 
@@ -51,34 +55,34 @@ def test_byte_ranges_if_range_and_conditional_requests(app, client, auth, ids):
         tid = factories.make_ticket("Ranges").id
         aid = attach(tid, content, "disk.img", user_id=ids.admin).id
     auth.login()
-    whole = client.get(url(aid, tid))
+    whole = client.get(url_of(aid, tid))
     assert whole.status_code == 200 and whole.headers["Accept-Ranges"] == "bytes" and whole.data == content
     for first, last in ((0, 0), (1048570, 1048590), (1048576, 2097151), (2 * 1048576 - 5, 3 * 1048576 + 10),
                         (len(content) - 7, len(content) - 1)):
-        part = client.get(url(aid, tid), headers={"Range": f"bytes={first}-{last}"})
+        part = client.get(url_of(aid, tid), headers={"Range": f"bytes={first}-{last}"})
         assert part.status_code == 206, (first, last)
         assert part.headers["Content-Range"] == f"bytes {first}-{last}/{len(content)}"
         assert part.data == content[first:last + 1] and part.headers["Content-Length"] == str(last - first + 1)
-    suffix = client.get(url(aid, tid), headers={"Range": "bytes=-100"})
+    suffix = client.get(url_of(aid, tid), headers={"Range": "bytes=-100"})
     assert suffix.status_code == 206 and suffix.data == content[-100:]
-    open_ended = client.get(url(aid, tid), headers={"Range": f"bytes={len(content) - 10}-"})
+    open_ended = client.get(url_of(aid, tid), headers={"Range": f"bytes={len(content) - 10}-"})
     assert open_ended.data == content[-10:]
-    beyond = client.get(url(aid, tid), headers={"Range": f"bytes={len(content)}-"})
+    beyond = client.get(url_of(aid, tid), headers={"Range": f"bytes={len(content)}-"})
     assert beyond.status_code == 416 and beyond.headers["Content-Range"] == f"bytes */{len(content)}"
-    several = client.get(url(aid, tid), headers={"Range": "bytes=0-1,5-6"})
+    several = client.get(url_of(aid, tid), headers={"Range": "bytes=0-1,5-6"})
     assert several.status_code == 200 and several.data == content  # the whole file answers several ranges
-    garbage = client.get(url(aid, tid), headers={"Range": "lines=1-2"})
+    garbage = client.get(url_of(aid, tid), headers={"Range": "lines=1-2"})
     assert garbage.status_code == 200 and garbage.data == content
     # A partial copy of this very file resumes; of another version, the whole file comes.
-    resumed = client.get(url(aid, tid), headers={"Range": "bytes=10-19", "If-Range": f'"{sha}"'})
+    resumed = client.get(url_of(aid, tid), headers={"Range": "bytes=10-19", "If-Range": f'"{sha}"'})
     assert resumed.status_code == 206 and resumed.data == content[10:20]
-    changed = client.get(url(aid, tid), headers={"Range": "bytes=10-19", "If-Range": '"something-else"'})
+    changed = client.get(url_of(aid, tid), headers={"Range": "bytes=10-19", "If-Range": '"something-else"'})
     assert changed.status_code == 200 and changed.data == content
-    fresh = client.get(url(aid, tid), headers={"If-None-Match": f'"{sha}"'})
+    fresh = client.get(url_of(aid, tid), headers={"If-None-Match": f'"{sha}"'})
     assert fresh.status_code == 304 and fresh.data == b"" and fresh.headers["ETag"] == f'"{sha}"'
-    stale = client.get(url(aid, tid), headers={"If-None-Match": '"other"'})
+    stale = client.get(url_of(aid, tid), headers={"If-None-Match": '"other"'})
     assert stale.status_code == 200 and stale.data == content
-    head = client.head(url(aid, tid))
+    head = client.head(url_of(aid, tid))
     assert head.status_code == 200 and head.headers["Content-Length"] == str(len(content)) and head.data == b""
 
 
@@ -110,7 +114,7 @@ def test_who_may_fetch_what(app, client, auth, files, kind, who, ids):
         with app.app_context():
             db.session.get(User, ids.agent).active = False
             db.session.commit()
-    response = client.get(url(aid, tid))
+    response = client.get(url_of(aid, tid))
     if who in ("anonymous", "deactivated"):
         assert response.status_code == 302 and response.location.startswith("/login?next="), response.status_code
     else:
@@ -119,36 +123,36 @@ def test_who_may_fetch_what(app, client, auth, files, kind, who, ids):
     # The right attachment id under another ticket's number is not found, whoever asks.
     wrong_ticket = files["other"][1] if kind != "other" else files["ticket"][1]
     if who in ("agent", "admin"):
-        assert client.get(url(aid, wrong_ticket)).status_code == 404
-        assert client.get(url(999999, tid)).status_code == 404
+        assert client.get(url_of(aid, wrong_ticket)).status_code == 404
+        assert client.get(url_of(999999, tid)).status_code == 404
 
 
 def test_removal_needs_the_uploader_or_an_admin_and_a_confirmation(app, client, auth, files, ids):
     aid, tid = files["ticket"]  # attached by the agent
     other_aid, _ = files["public"]  # attached by the system
     auth.login_agent()
-    confirm = client.get(f"{url(aid, tid)}/delete")
+    confirm = client.get(f"{url_of(aid, tid)}/delete")
     assert confirm.status_code == 200 and "t.txt" in confirm.get_data(as_text=True)
     with app.app_context():
         assert db.session.get(Attachment, aid) is not None  # asking is not removing
-    refused = auth.post(f"{url(other_aid, tid)}/delete")
+    refused = auth.post(f"{url_of(other_aid, tid)}/delete")
     assert refused.status_code == 403
-    assert client.get(f"{url(other_aid, tid)}/delete").status_code == 403
-    no_token = client.post(f"{url(aid, tid)}/delete")
+    assert client.get(f"{url_of(other_aid, tid)}/delete").status_code == 403
+    no_token = client.post(f"{url_of(aid, tid)}/delete")
     assert no_token.status_code == 400
-    removed = auth.post(f"{url(aid, tid)}/delete")
+    removed = auth.post(f"{url_of(aid, tid)}/delete")
     assert removed.status_code == 302 and removed.location.endswith(f"/tickets/{tid}#attachments")
     with app.app_context():
         assert db.session.get(Attachment, aid) is None
         event = db.session.scalar(sa.select(TicketEvent).where(TicketEvent.kind == "detached"))
         assert event.changes == {"attachment": ["t.txt", None]} and event.actor_id == ids.agent
-    assert client.get(url(aid, tid)).status_code == 404
+    assert client.get(url_of(aid, tid)).status_code == 404
     page = client.get(f"/tickets/{tid}").get_data(as_text=True)
     assert "removed a file" in page and "t.txt" in page
     auth.logout()
     auth.token = None
     auth.login()  # an admin may remove anyone's
-    assert auth.post(f"{url(other_aid, tid)}/delete").status_code == 302
+    assert auth.post(f"{url_of(other_aid, tid)}/delete").status_code == 302
 
 
 def test_the_cleanup_deletes_only_blobs_no_attachment_uses(app, ids):
@@ -208,7 +212,30 @@ def app_config(tmp_path):
     return {"BACKUP_DIR": str(tmp_path / "backups")}
 
 
-def test_backup_restore_into_a_fresh_database_gives_back_every_file_byte_for_byte(app, client, auth, ids, runner):
+@contextlib.contextmanager
+def fresh_database(database_url: str, tmp_path):
+    """A new, migrated, empty database of the same kind: a new deployment's after ``flask db upgrade``."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'fresh.db'}"
+        migrate_database(url)
+        yield url
+        return
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"itsm_fresh_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        url = PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        migrate_database(url)
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_backup_restore_into_a_fresh_database_gives_back_every_file_byte_for_byte(app, runner, database_url,
+                                                                                   tmp_path):
     contents = {f"f{i}.bin": os.urandom(size) for i, size in enumerate((1, 1048576, 1048577, 2_600_000))}
     with app.app_context():
         tid = factories.make_ticket("Backed up").id
@@ -217,19 +244,21 @@ def test_backup_restore_into_a_fresh_database_gives_back_every_file_byte_for_byt
         assert backup.manifest["attachments"] == {"count": 4, "bytes": sum(map(len, contents.values()))}
     verified = runner.invoke(args=["backup", "verify", backup.name])
     assert verified.exit_code == 0 and "4 attachments reassemble to their SHA-256" in verified.output, verified.output
-    with app.app_context():  # everything gone: a fresh, empty database
-        db.session.execute(sa.delete(Ticket))
-        db.session.commit()
-        store.delete_unused()
-        assert count(Blob) == 0
-    restored = runner.invoke(args=["backup", "restore", backup.name, "--yes"])
-    assert restored.exit_code == 0, restored.output
-    auth.login()
-    for name, data in contents.items():
-        got = client.get(url(made[name], tid))
-        assert got.status_code == 200 and got.data == data, name
-    page = client.get("/admin/backups").get_data(as_text=True)
-    assert "Attachments" in page and "4.5 MiB" in page
+    with fresh_database(database_url, tmp_path) as url:
+        other = create_app(base_config(url, BACKUP_DIR=app.config["BACKUP_DIR"]))
+        restored = other.test_cli_runner().invoke(args=["backup", "restore", backup.name, "--yes"])
+        assert restored.exit_code == 0, restored.output
+        client = other.test_client()
+        auth = AuthActions(client)
+        auth.login()
+        for name, data in contents.items():
+            got = client.get(url_of(made[name], tid))
+            assert got.status_code == 200 and got.data == data, name
+        page = client.get("/admin/backups").get_data(as_text=True)
+        assert "Attachments" in page and "4.5 MiB" in page
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_verify_reports_a_flipped_byte_in_a_stored_chunk(app, runner, database_url):
