@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import struct
+import zlib
 
 from itsm.board.models import BoardColumn, ordered_columns
 from itsm.board.service import create_column
@@ -63,3 +65,14 @@ def make_template(title: str | None = None, *, start, actor: User | None = None,
                                    **(ticket_fields or {}))
     recurring.make_template(ticket, actor, Recurrence.build(start, **rule))
     return _committed(ticket)
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid RGB PNG of a red-to-blue gradient, built here: signature, IHDR, one zlib-compressed IDAT, IEND."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"".join(bytes((255 * x // width, 0, 255 * y // height)) for x in range(width))
+                    for y in range(height))  # filter byte 0 (None) before each row
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")

@@ -67,7 +67,8 @@ class PreviewForm(RecurrenceForm):
 class CommentForm(FlaskForm):
     body = TextAreaField("Comment", filters=[strip], validators=[DataRequired(), Length(max=20000)])
     is_public = BooleanField("Visible to the requester", default=True)
-    attachments = AttachmentsField()
+    # Its own id: the ticket page's Files heading is #attachments, and a label must point at its input.
+    attachments = AttachmentsField(id="comment-attachments")
 
 
 class MoveForm(FlaskForm):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from playwright.sync_api import expect
+from werkzeug.datastructures import FileStorage
 
+from itsm.attachments import service as attachments
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
 from itsm.schedules.catalog import entries
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.sync import sync
+from itsm.users.models import User
 from jobs.models import JobRun
 from tests import factories
 
@@ -36,6 +40,12 @@ def pages(app, ids) -> list[str]:
         ticket = factories.make_ticket(long_title, priority=4, category="Audio-visual equipment",
                                        requester_email="a.very.long.requester.address@faculty.example.org",
                                        assignee_id=ids.agent)
+        # Files: a thumbnail, and a name of 200 characters without a space (on the ticket and its removal page).
+        admin = db.session.get(User, ids.admin)
+        files = attachments.attach(ticket, [FileStorage(io.BytesIO(factories.png(4, 3)), filename="projector.png"),
+                                            FileStorage(io.BytesIO(b"log\n"), filename="firmware" * 25)], admin)
+        db.session.commit()
+        attachment_id = files[1].id
         for n in range(3):
             factories.make_ticket(f"Laptop {n} does not charge", requester_email=f"user{n}@example.com")
         template = factories.make_template("Weekly patch check {week}", start=datetime.now(UTC) + timedelta(days=1),
@@ -51,6 +61,7 @@ def pages(app, ids) -> list[str]:
         db.session.commit()
         ticket_id, template_id, run_id = ticket.id, template.id, run.id
     return ["/board", "/tickets", "/tickets?archived=1", f"/tickets/{ticket_id}", f"/tickets/{ticket_id}/edit",
+            f"/tickets/{ticket_id}/attachments/{attachment_id}/delete",
             "/tickets/new", "/tickets?archived=recurring", f"/tickets/{template_id}",
             "/admin/users", "/admin/columns", "/admin/holidays", "/admin/settings", "/admin/outbox",
             "/admin/backups", "/admin/schedules", "/admin/schedules/new", f"/admin/schedules/{task_id}/edit",
