@@ -1,15 +1,17 @@
 // Refuse an empty or over-size file before a large upload starts; the server checks again either way.
 (function () {
   function mb(bytes) { return (bytes / 1048576).toFixed(bytes < 10 * 1048576 ? 1 : 0) + " MiB"; }
+  // A limit reads as the server's message does: "25 MiB", not "25.0 MiB".
+  function limitMb(bytes) { return Number.isInteger(bytes / 1048576) ? bytes / 1048576 + " MiB" : mb(bytes); }
   function problems(input) {
     var limit = Number(input.dataset.maxBytes), total = 0, found = [];
     Array.prototype.forEach.call(input.files || [], function (file) {
       total += file.size;
       if (file.size === 0) found.push(file.name + " is empty (0 bytes): there is nothing to attach.");
-      else if (limit && file.size > limit) found.push(file.name + " is " + mb(file.size) + "; a file may be at most " + mb(limit) + ".");
+      else if (limit && file.size > limit) found.push(file.name + " is " + mb(file.size) + "; a file may be at most " + limitMb(limit) + ".");
     });
     var request = Number(input.dataset.maxRequest);
-    if (request && total > request) found.push("The files together are " + mb(total) + "; one upload may carry at most " + mb(request) + ".");
+    if (request && total > request) found.push("The files together are " + mb(total) + "; one upload may carry at most " + limitMb(request) + ".");
     return found;
   }
   function show(input) {

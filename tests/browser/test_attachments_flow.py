@@ -137,7 +137,7 @@ def test_the_browser_refuses_a_file_too_large_or_empty_before_uploading(app, liv
     field.set_input_files(file("jam.bin", b"\x01" * (2 * 1048576)))
     # Said on choosing, next to the field, before anything is sent.
     expect(error).to_be_visible()
-    expect(error).to_have_text("jam.bin is 2.0 MiB; a file may be at most 1.0 MiB.")
+    expect(error).to_have_text("jam.bin is 2.0 MiB; a file may be at most 1 MiB.")
     expect(field).to_have_attribute("aria-invalid", "true")
     expect(form.locator(".field.files")).to_have_class("field files has-error")
     form.get_by_role("button", name="Add comment").click()
