@@ -289,3 +289,20 @@ def mailserver():
     server = MailServer()
     yield server
     server.close()
+
+
+@pytest.fixture
+def imap_server(tmp_path):
+    """A real IMAP server (Dovecot, its own configuration and mail in temporary directories) on a free port,
+    started, with the user desk@example.com (password "secret"); ``add_user`` for more. See tests/imapserver.py."""
+    from tests.imapserver import ImapServer, dovecot_version, unsupported
+
+    if reason := unsupported(dovecot_version()):
+        service_missing(reason)
+    server = ImapServer(tmp_path, users={"desk@example.com": "secret"})
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+        print(server.log())  # pytest shows it when the test failed

@@ -12,11 +12,11 @@ SENDER = "desk@example.com"
 
 
 def free_port() -> int:
-    with _reserve() as s:
+    with reserve_port() as s:
         return s.getsockname()[1]
 
 
-def _reserve(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
+def reserve_port(port: int = 0, host: str = "127.0.0.1") -> socket.socket:
     """A socket bound to the port but not listening: connections are refused, as from a mail server that
     is down, and no other test process is handed the same port meanwhile."""
     s = socket.socket()
@@ -40,7 +40,7 @@ class MailServer:
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
-        self._reserved: socket.socket | None = _reserve(host=host)
+        self._reserved: socket.socket | None = reserve_port(host=host)
         self.port = self._reserved.getsockname()[1]
         self.inbox = _Inbox()
         self._controller: Controller | None = None
@@ -67,7 +67,7 @@ class MailServer:
             self._controller.stop()
             self._controller = None
             try:
-                self._reserved = _reserve(self.port, self.host)
+                self._reserved = reserve_port(self.port, self.host)
             except OSError:  # taken in between: the tests that stop a server do not rely on the port after
                 self._reserved = None
 

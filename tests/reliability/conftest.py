@@ -8,13 +8,9 @@ fault, and checks what must survive it. They take seconds each (the two-schedule
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
@@ -24,6 +20,7 @@ from jobs.models import JobRun
 from tests.conftest import PG_ADMIN_URL, TEST_REDIS_URL
 from tests.mailserver import free_port
 from tests.processes import ROOT, process_env, wait_for
+from tests.relay import TcpRelay
 
 FINAL = ("succeeded", "failed", "lost", "skipped")
 
@@ -98,85 +95,6 @@ def pg_admin(database_url):
     with engine.connect() as conn:
         yield conn
     engine.dispose()
-
-
-class TcpRelay:
-    """A TCP relay in front of the server of ``target_url``, listening on ``host``; ``url`` is the same URL
-    through the relay (user, database and options kept).
-
-    ``restore()`` starts listening (again, on the same address); ``cut()`` drops every relayed connection
-    and refuses new ones.
-    """
-
-    def __init__(self, target_url: str, host: str = "127.0.0.1", default_port: int = 6379) -> None:
-        parts = urlsplit(target_url)
-        self.target = (parts.hostname or "127.0.0.1", parts.port or default_port)
-        self.host = host
-        with socket.socket() as probe:  # a free port on that address
-            probe.bind((host, 0))
-            self.port = probe.getsockname()[1]
-        user = f"{parts.username}@" if parts.username else ""
-        self.url = urlunsplit((parts.scheme, f"{user}{host}:{self.port}", parts.path, parts.query, ""))
-        self._lock = threading.Lock()
-        self._sockets: set[socket.socket] = set()
-        self._stop = threading.Event()
-        self._listener: threading.Thread | None = None
-
-    def restore(self) -> None:
-        server = socket.socket()
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind((self.host, self.port))
-        server.listen(128)
-        server.settimeout(0.05)
-        self._stop.clear()
-        self._listener = threading.Thread(target=self._accept, args=(server,), daemon=True, name="tcp-relay")
-        self._listener.start()
-
-    def cut(self) -> None:
-        self._stop.set()
-        if self._listener is not None:
-            self._listener.join(timeout=10)
-            self._listener = None
-        with self._lock:
-            sockets, self._sockets = list(self._sockets), set()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def _accept(self, server: socket.socket) -> None:
-        with server:  # closed when cut: connecting is refused from then on
-            while not self._stop.is_set():
-                try:
-                    client, _ = server.accept()
-                except TimeoutError:
-                    continue
-                try:
-                    upstream = socket.create_connection(self.target, timeout=5)
-                except OSError:
-                    client.close()
-                    continue
-                client.settimeout(None)
-                upstream.settimeout(None)
-                with self._lock:
-                    self._sockets.update((client, upstream))
-                for src, dst in ((client, upstream), (upstream, client)):
-                    threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):  # either side gone: drop the pair, as a dying server would
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        with self._lock:
-            for sock in (src, dst):
-                if sock in self._sockets:
-                    self._sockets.discard(sock)
-                    sock.close()
 
 
 class RedisOutage(TcpRelay):

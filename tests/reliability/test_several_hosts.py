@@ -74,7 +74,8 @@ from tests.conftest import TEST_REDIS_URL, service_missing
 from tests.integration.test_scheduler_processes import firings
 from tests.mailserver import MailServer
 from tests.processes import Processes, wait_for
-from tests.reliability.conftest import TcpRelay, WebServer, final_runs, job_runs, queues_idle, scalar, tickets_titled
+from tests.relay import TcpRelay
+from tests.reliability.conftest import WebServer, final_runs, job_runs, queues_idle, scalar, tickets_titled
 
 ROLES = ("web", "worker1", "worker2", "scheduler")
 WEB_PORT = 8000  # inside the web host's own namespace: nothing else can hold it
