@@ -4,6 +4,8 @@ Writes go through the caller's session and commit with the caller's rows. Two up
 file at once: the second waits on the first's primary key (ON CONFLICT DO NOTHING) and, once the first
 commits, links to its blob instead of writing another. A blob found in place is locked FOR SHARE until
 the caller commits, so the cleanup job (which skips locked rows) cannot delete it under a new attachment.
+SQLite has no row locks: there the look-up is a no-op UPDATE, which takes the database's write lock, so the
+cleanup's DELETE waits for the caller's commit.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -58,6 +60,12 @@ def digest(stream: BinaryIO) -> tuple[str, int, bytes]:
 
 def _locked(sha256: str) -> bool:
     """The blob is there (and now locked for share until commit: see the module's note)."""
+    if db.session.get_bind().dialect.name == "sqlite":
+        # A SELECT holds nothing here, and when nothing was written before it (an edit that only adds files)
+        # it runs outside any transaction: the cleanup could delete the blob before the attachment is
+        # inserted. The no-op UPDATE opens the write transaction, and holds the write lock until commit.
+        touch = update(Blob).where(Blob.sha256 == sha256).values(size=Blob.size)
+        return db.session.execute(touch.execution_options(synchronize_session=False)).rowcount == 1
     query = select(Blob.sha256).where(Blob.sha256 == sha256).with_for_update(read=True)
     return db.session.execute(query).first() is not None
 
