@@ -130,7 +130,7 @@ class WebServer:
         with log.open("w") as out:
             self.proc = subprocess.Popen(
                 [*prefix, sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"{self.host}:{self.port}",
-                 "--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "20"],
+                 "--workers", str(workers), "--access-logfile", "-", "--graceful-timeout", "20", "--no-control-socket"],
                 cwd=ROOT, env=process_env(procs.database_url, procs.redis_url, **env), stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
         procs.started.append((self.proc, log))  # stopped (SIGTERM to its group) with the other processes
