@@ -297,6 +297,11 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
     return {
         "ITSM_ENV": itsm_env,
         "ATTACHMENT_MAX_MB": attachment_mb,
+        "MAIL_TICKET_PREFIX": env.get("MAIL_TICKET_PREFIX") or "#",  # subjects carry [#123]
+        "MAIL_MESSAGE_ID_DOMAIN": env.get("MAIL_MESSAGE_ID_DOMAIN") or None,  # default: BASE_URL's host
+        "MAIL_INBOUND_KEY": env.get("MAIL_INBOUND_KEY") or None,
+        "MAIL_INBOUND_ALLOW_PLAIN": _bool(env.get("MAIL_INBOUND_ALLOW_PLAIN")),
+        "MAIL_INBOUND_MAX_PER_SENDER_HOUR": _int(env, "MAIL_INBOUND_MAX_PER_SENDER_HOUR", 20),
         "MAX_CONTENT_LENGTH": request_bytes,
         "TESTING": itsm_env == "testing",
         "SECRET_KEY": env.get("SECRET_KEY") or None,

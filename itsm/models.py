@@ -4,6 +4,7 @@ from itsm.attachments.models import Attachment, Blob, BlobChunk
 from itsm.auth.sessions import UserSession
 from itsm.board.models import BoardColumn
 from itsm.housekeeping.settings import Setting
+from itsm.inbound.models import BlockedSender, InboundMessage, Mailbox
 from itsm.mail.models import EmailMessage, EmailOptOut
 from itsm.maintenance import MaintenanceState
 from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
@@ -24,5 +25,5 @@ __all__ = [
     "ClockedSchedule", "CrontabSchedule", "IntervalSchedule", "PeriodicTask", "ScheduleFiring", "ScheduleState",
     "SolarSchedule", "BoardColumn", "EmailMessage", "EmailOptOut", "Setting", "Holiday", "JobRun", "RecurringTicketRun",
     "TicketRecurrence", "Comment", "Ticket", "TicketEvent", "User", "UserSession", "MaintenanceState", "Attachment",
-    "Blob", "BlobChunk",
+    "Blob", "BlobChunk", "BlockedSender", "InboundMessage", "Mailbox",
 ]

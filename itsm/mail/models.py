@@ -7,7 +7,7 @@ from sqlalchemy import CheckConstraint, Index, and_
 from itsm.dbtypes import UTCDateTime, one_of, utcnow
 from itsm.extensions import db
 
-STATUSES = ("pending", "sending", "retrying", "sent", "failed")
+STATUSES = ("pending", "sending", "retrying", "sent", "failed", "bounced")  # bounced: a DSN came back for it
 DEFERRED = "deferred"  # not a status: pending or retrying rows that were tried already (see deferred())
 
 
@@ -47,6 +47,8 @@ class EmailMessage(db.Model):
     # One email per event that must not be told twice (a digest per day, an alert per late episode):
     # a second run of the job that writes it finds the key taken.
     dedupe_key = db.Column(db.String(200), nullable=True, unique=True)
+    # The Message-ID it is sent with (itsm.inbound.refs): a reply's In-Reply-To finds its ticket by it.
+    message_id = db.Column(db.String(255), nullable=True, unique=True)
 
 
 def deferred():

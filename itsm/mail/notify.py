@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 
 from itsm.extensions import db
+from itsm.inbound.refs import subject_tag as tag
 from itsm.mail import preferences
 from itsm.mail.outbox import OutboxError, queue_email
 from itsm.users.models import User
@@ -23,7 +24,7 @@ def _to_requester(ticket, kind: str, subject: str, template: str, **context) -> 
 
 def ticket_created(ticket) -> None:
     db.session.flush()  # the ticket's id goes into the email
-    _to_requester(ticket, "ticket_created", f"[#{ticket.id}] We received your request: {ticket.title}",
+    _to_requester(ticket, "ticket_created", f"{tag(ticket.id)} We received your request: {ticket.title}",
                   "ticket_created")
     if ticket.assignee_id:
         assigned(ticket, ticket.created_by)
@@ -33,7 +34,7 @@ def assigned(ticket, actor: User | None) -> None:
     user = db.session.get(User, ticket.assignee_id) if ticket.assignee_id else None
     if user is None or not user.active or not user.notify_assigned or (actor is not None and actor.id == user.id):
         return  # nobody to tell, they turned it off, or they did it themselves
-    queue_email("ticket_assigned", user.email, f"[#{ticket.id}] Assigned to you: {ticket.title}", "ticket_assigned",
+    queue_email("ticket_assigned", user.email, f"{tag(ticket.id)} Assigned to you: {ticket.title}", "ticket_assigned",
                 ticket_id=ticket.id, ticket=ticket, by=actor.display_name if actor else "")
 
 
@@ -42,17 +43,17 @@ def ticket_updated(ticket, changes: dict, actor: User | None, became_done: bool)
         assigned(ticket, actor)
     if "column" in changes:
         if became_done:
-            _to_requester(ticket, "ticket_done", f"[#{ticket.id}] Done: {ticket.title}", "ticket_done")
+            _to_requester(ticket, "ticket_done", f"{tag(ticket.id)} Done: {ticket.title}", "ticket_done")
         else:
             old, new = changes["column"]
-            _to_requester(ticket, "ticket_moved", f"[#{ticket.id}] Now {new}: {ticket.title}", "ticket_moved",
+            _to_requester(ticket, "ticket_moved", f"{tag(ticket.id)} Now {new}: {ticket.title}", "ticket_moved",
                           old=old, new=new)
 
 
 def comment_added(ticket, comment, actor: User | None) -> None:
     if not comment.is_public:
         return  # internal notes stay internal
-    _to_requester(ticket, "ticket_commented", f"[#{ticket.id}] New reply: {ticket.title}", "ticket_commented",
+    _to_requester(ticket, "ticket_commented", f"{tag(ticket.id)} New reply: {ticket.title}", "ticket_commented",
                   author=actor.display_name if actor else "The service desk", body=comment.body)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import event, func, insert, select
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.inbound import refs
 from itsm.mail.models import EmailMessage
 from itsm.templating import EMAIL_ZONE
 from itsm.users.models import User
@@ -109,6 +110,8 @@ def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int 
     does not undo the change that caused the email: the row is written *failed*, with the reason, where
     the outbox page shows it."""
     context.setdefault("base_url", current_app.config.get("BASE_URL", ""))
+    # A reply quotes it: the ticket is found by it even where a provider rewrote our Message-ID.
+    context["reference"] = refs.token(ticket_id) if ticket_id else None
     address = checked_address(to)
     context[EMAIL_ZONE] = time_zone if is_known_zone(time_zone) else recipient_zone(address)
     now = utcnow()
@@ -117,6 +120,8 @@ def rendered(kind: str, to: str, subject: str, template: str, *, ticket_id: int 
            "delivery_started_at": now, "next_attempt_at": now + FLUSH_AFTER, "deferrals": 0}
     try:
         row["body_text"] = render_template(f"email/{template}.txt", **context)
+        if context["reference"]:
+            row["body_text"] = row["body_text"].rstrip("\n") + f"\n\n[ref:{context['reference']}]\n"
         row["body_html"] = render_template(f"email/{template}.html", **context)
     except TemplateError as err:
         log.error("email template %r could not be rendered: %s", template, err)

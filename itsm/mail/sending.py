@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import smtplib
-import socket
 import threading
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -20,6 +19,7 @@ from sqlalchemy import bindparam, select, update
 
 from itsm.dbtypes import utcnow
 from itsm.extensions import db, mail
+from itsm.inbound import refs
 from itsm.mail import delivery
 from itsm.mail.models import EmailMessage
 from jobs import dbconn
@@ -30,10 +30,9 @@ STALE_SENDING = timedelta(minutes=15)  # a "sending" row this old lost its worke
 # A waiting row handed to a job (by a flush, or for a job-level retry) and still waiting this much later lost
 # that job (Redis emptied, say): the next flush hands it to another. The claim keeps the two from both sending.
 REQUEUE_AFTER = timedelta(minutes=10)
-_HOST = socket.getfqdn() or "localhost"
 # What a claim hands the sender.
 _RETURNED = (messages.c.id, messages.c.to_address, messages.c.subject, messages.c.body_text,
-             messages.c.body_html, messages.c.attempts)
+             messages.c.body_html, messages.c.attempts, messages.c.ticket_id)
 
 
 def claim(message_id: int, job_id: str | None = None):
@@ -54,6 +53,7 @@ class Claimed(NamedTuple):
     body_text: str
     body_html: str | None
     attempts: int
+    ticket_id: int | None
     was: str
 
 
@@ -65,7 +65,10 @@ _CLAIM_MANY = {was: update(messages)
                .returning(*_RETURNED)
                for was in ("pending", "retrying")}
 _MARK_SENT = (update(messages).where(messages.c.id == bindparam("b_id"))
-              .values(status="sent", sent_at=bindparam("b_now"), last_error=None, next_attempt_at=None))
+              .values(status="sent", sent_at=bindparam("b_now"), last_error=None, next_attempt_at=None,
+                      message_id=bindparam("b_message_id")))
+# Every notification is automatic mail: auto-responders must not answer it (RFC 3834; Exchange's header).
+AUTOMATIC = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
 
 
 def claim_many(message_ids: list[int], job_id: str | None = None) -> list[Claimed]:
@@ -145,8 +148,9 @@ def drop_connection() -> None:
 def deliver(row) -> None:
     """Hand one claimed row to the SMTP server (Flask-Mail, the MAIL_* settings)."""
     msg = Message(subject=row.subject, recipients=[row.to_address], body=row.body_text, html=row.body_html,
-                  sender=current_app.config["MAIL_DEFAULT_SENDER"])
-    msg.msgId = f"<itsm-outbox-{row.id}@{_HOST}>"  # stable across retries
+                  sender=current_app.config["MAIL_DEFAULT_SENDER"], extra_headers=dict(AUTOMATIC))
+    # Stable across retries; names the ticket (signed), so a reply's In-Reply-To finds it.
+    msg.msgId = refs.message_id(row.id, row.ticket_id)
     if not _keep:
         conn = mail.connect().__enter__()
         try:
@@ -173,11 +177,13 @@ def deliver(row) -> None:
         raise
 
 
-def mark_sent(message_id: int) -> None:
+def mark_sent(message_id: int, ticket_id: int | None = None) -> None:
     """After delivery. Not waiting for the WAL flush (in a worker with JOBS_AUDIT_ASYNC_COMMIT): a
     PostgreSQL crash that loses this leaves the row "sending", and settle_stale_sending marks it failed
     as "may or may not have been delivered", the same as a worker that dies mid-send. Never sent twice."""
-    dbconn.write(lambda conn: conn.execute(_MARK_SENT, {"b_id": message_id, "b_now": utcnow()}))
+    sent_as = refs.message_id(message_id, ticket_id)  # what deliver() sent it with: kept for the replies
+    dbconn.write(lambda conn: conn.execute(_MARK_SENT, {"b_id": message_id, "b_now": utcnow(),
+                                                        "b_message_id": sent_as.strip("<>")}))
 
 
 def mark_retrying(message_id: int, error: BaseException) -> None:

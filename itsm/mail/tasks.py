@@ -66,7 +66,7 @@ def send_email(message_id: int) -> dict:
     except Exception as err:  # a bad setting or template: no retry will fix it, fail visibly now
         sending.mark_failed(message_id, err)
         raise
-    sending.mark_sent(message_id)
+    sending.mark_sent(message_id, row.ticket_id)
     return {"message": message_id, "sent": True, "attempt": row.attempts}
 
 
@@ -119,7 +119,7 @@ class _Batch:
                         return
                     continue
                 self.delivered = True
-                sending.mark_sent(row.id)
+                sending.mark_sent(row.id, row.ticket_id)
                 self.in_flight = None
                 self.sent.append(row.id)
 
@@ -131,7 +131,7 @@ class _Batch:
         if row is not None:
             with contextlib.suppress(Exception):
                 if self.delivered:
-                    sending.mark_sent(row.id)  # the server has it
+                    sending.mark_sent(row.id, row.ticket_id)  # the server has it
                     self.sent.append(row.id)
                 else:  # it may or may not have gone out: failed, for an admin to look at
                     sending.mark_failed(row.id, err)

@@ -26,6 +26,7 @@ from itsm.attachments import service as attachments
 from itsm.board.models import BoardColumn
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.inbound import refs
 from itsm.mail import outbox
 from itsm.recurring import bulk
 from itsm.recurring.models import Holiday, RecurringTicketRun, TicketRecurrence
@@ -196,7 +197,7 @@ def _tell_assignees(conn: Connection, created: list, assignees: dict[int, int],
         if email is None:
             continue
         ticket = SimpleNamespace(id=ticket_id, title=title, priority_name=priorities[template_id])
-        rows.append(outbox.rendered("ticket_assigned", email, f"[#{ticket_id}] Assigned to you: {title}",
+        rows.append(outbox.rendered("ticket_assigned", email, f"{refs.subject_tag(ticket_id)} Assigned to you: {title}",
                                     "ticket_assigned", ticket_id=ticket_id, ticket=ticket,
                                     time_zone=zone,
                                     by=f"the recurring ticket #{template_id}"))

@@ -94,7 +94,10 @@ def test_a_worker_delivers_each_message_exactly_once(app, procs, redis, mailserv
         assert flush_outbox.apply()["queued"] == 0
     got = mailserver.messages[0]
     assert got["To"] == "pat@example.com" and got["From"] == "desk@example.com" and "Laptop" in got["Subject"]
-    assert got["Message-ID"].startswith(f"<itsm-outbox-{message.id}@")
+    # Our Message-ID names the row and (signed) the ticket, is kept with the row, and marks the mail automatic.
+    assert message.message_id.startswith(f"itsm-outbox-{message.id}.{message.ticket_id}.")
+    assert got["Message-ID"] == f"<{message.message_id}>"
+    assert got["Auto-Submitted"] == "auto-generated" and got["X-Auto-Response-Suppress"] == "All"
 
 
 def test_smtp_down_retries_with_growing_delays_then_delivers_once(app, procs, redis, mailserver):

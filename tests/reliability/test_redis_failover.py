@@ -26,7 +26,7 @@ from tests.processes import wait_for
 from tests.reliability.conftest import FINAL, job_runs, queues_idle
 from tests.sentinel import SentinelCluster, redis_server
 
-MESSAGE_ID = re.compile(r"<itsm-outbox-(\d+)@")
+MESSAGE_ID = re.compile(r"<itsm-outbox-(\d+)[.@]")
 TOKEN = "failover-readyz"
 
 

@@ -24,7 +24,7 @@ from tests.processes import wait_for
 from tests.reliability.conftest import FINAL, job_runs, queues_idle, scalar
 
 GRACE = "2"  # JOBS_LOST_GRACE_SECONDS for the workers here (30 by default)
-MESSAGE_ID = re.compile(r"<itsm-outbox-(\d+)@")
+MESSAGE_ID = re.compile(r"<itsm-outbox-(\d+)[.@]")
 
 
 def executions(app, key: str) -> Counter:

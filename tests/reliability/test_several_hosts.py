@@ -84,7 +84,7 @@ WEB_TICKETS = 12
 ROWS = 3  # tickets the job cut off mid-transaction writes
 LOCK_SECONDS = 11  # rq-scheduler's lock expiry: its interval (1 s) + 10 s
 TAKEOVER = timedelta(seconds=LOCK_SECONDS + 2)
-MESSAGE_ID = re.compile(r"<itsm-outbox-(\d+)@")
+MESSAGE_ID = re.compile(r"<itsm-outbox-(\d+)[.@]")
 PING_LINE = re.compile(r"^(worker|scheduler) +(\S+) .*heartbeat +([\d.]+)s ago", re.MULTILINE)
 
 
