@@ -6,6 +6,7 @@ from flask import Flask
 
 from itsm.backups.cli import backup_cli
 from itsm.demo import demo_cli
+from itsm.inbound import cli as inbound_cli  # noqa: F401  (its commands join `flask mail`)
 from itsm.mail.cli import mail_cli
 from itsm.maintenance.cli import maintenance_cli
 from itsm.schedules.cli import scheduler_command, schedules_cli

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import column, delete, exists, select, table, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -120,9 +120,11 @@ def read(sha256: str, start: int, stop: int, chunk_size: int = CHUNK_SIZE, engin
 
 
 def unused_blobs():
-    """Blobs no attachment points at, as its file or as its thumbnail."""
+    """Blobs nothing points at: no attachment as its file or thumbnail, no inbound message as its .eml."""
+    raw = table("inbound_messages", column("raw_sha256"))  # by name: the store does not import the channel
     return select(Blob.sha256).where(~exists().where(Attachment.sha256 == Blob.sha256),
-                                     ~exists().where(Attachment.thumbnail_sha256 == Blob.sha256))
+                                     ~exists().where(Attachment.thumbnail_sha256 == Blob.sha256),
+                                     ~exists().where(raw.c.raw_sha256 == Blob.sha256))
 
 
 def delete_unused() -> int:

@@ -78,6 +78,7 @@ class InboundMessage(db.Model):
         Index("ix_inbound_messages_message_id", "message_id"),
         # The per-sender cap counts a sender's new tickets of the last hour.
         Index("ix_inbound_messages_sender_received", "sender", "received_at"),
+        Index("ix_inbound_messages_raw_sha256", "raw_sha256"),  # the blob cleanup's look-up
     )
 
     id = db.Column(db.Integer, primary_key=True)
@@ -95,6 +96,8 @@ class InboundMessage(db.Model):
     comment_id = db.Column(db.Integer, db.ForeignKey("comments.id", ondelete="SET NULL"), nullable=True)
     attempts = db.Column(db.Integer, nullable=False, default=1)
     done_on_server_at = db.Column(UTCDateTime, nullable=True)  # flagged or moved on the IMAP server
+    # The message as it arrived (.eml), kept for audit in the attachment store; admins download it.
+    raw_sha256 = db.Column(db.String(64), db.ForeignKey("attachment_blobs.sha256"), nullable=True)
 
     mailbox = db.relationship("Mailbox")
     ticket = db.relationship("Ticket")

@@ -53,6 +53,13 @@ def ticket_updated(ticket, changes: dict, actor: User | None, became_done: bool)
 def comment_added(ticket, comment, actor: User | None) -> None:
     if not comment.is_public:
         return  # internal notes stay internal
+    if comment.author_email:  # the requester replied by email: the assignee hears of it, not the requester
+        user = db.session.get(User, ticket.assignee_id) if ticket.assignee_id else None
+        if user is not None and user.active and user.notify_assigned:
+            queue_email("ticket_replied", user.email, f"{tag(ticket.id)} {comment.author_email} replied: "
+                        f"{ticket.title}", "ticket_replied", ticket_id=ticket.id, ticket=ticket,
+                        author=comment.author_email, body=comment.body)
+        return
     _to_requester(ticket, "ticket_commented", f"{tag(ticket.id)} New reply: {ticket.title}", "ticket_commented",
                   author=actor.display_name if actor else "The service desk", body=comment.body)
 

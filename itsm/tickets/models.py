@@ -115,6 +115,7 @@ class Comment(db.Model):
     id = db.Column(db.Integer, primary_key=True)
     ticket_id = db.Column(db.Integer, db.ForeignKey("tickets.id", ondelete="CASCADE"), nullable=False)
     author_id = db.Column(db.Integer, db.ForeignKey("users.id"), nullable=True)
+    author_email = db.Column(db.String(254), nullable=True)  # a requester's reply by email: no user
     body = db.Column(db.Text, nullable=False)
     is_public = db.Column(db.Boolean, nullable=False, default=True)
     created_at = db.Column(UTCDateTime, nullable=False, default=utcnow)

@@ -110,9 +110,12 @@ def move_ticket(ticket: Ticket, column: BoardColumn, actor: User | None) -> bool
     return bool(update_ticket(ticket, actor, column_id=column.id))
 
 
-def add_comment(ticket: Ticket, actor: User | None, body: str, is_public: bool = True) -> Comment:
+def add_comment(ticket: Ticket, actor: User | None, body: str, is_public: bool = True,
+                author_email: str | None = None) -> Comment:
+    """``author_email``: a requester's reply by email (no user behind it)."""
     now = utcnow()
-    comment = Comment(ticket_id=ticket.id, author=actor, body=body.strip(), is_public=is_public, created_at=now)
+    comment = Comment(ticket_id=ticket.id, author=actor, body=body.strip(), is_public=is_public, created_at=now,
+                      author_email=author_email)
     db.session.add(comment)
     ticket.updated_at = now
     record(ticket, "commented", actor, {"comment": [None, "public" if is_public else "internal"]})

@@ -75,6 +75,7 @@ def upgrade():
         sa.Column('comment_id', sa.Integer(), nullable=True),
         sa.Column('attempts', sa.Integer(), nullable=False),
         sa.Column('done_on_server_at', sa.DateTime(timezone=True), nullable=True),
+        sa.Column('raw_sha256', sa.String(length=64), nullable=True),
         sa.CheckConstraint("outcome IN ('ticket', 'comment', 'reopened', 'ignored', 'error', 'failed')",
                            name=op.f('ck_inbound_messages_outcome')),
         sa.ForeignKeyConstraint(['comment_id'], ['comments.id'], name=op.f('fk_inbound_messages_comment_id_comments'),
@@ -83,6 +84,8 @@ def upgrade():
                                 ondelete='SET NULL'),
         sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_inbound_messages_ticket_id_tickets'),
                                 ondelete='SET NULL'),
+        sa.ForeignKeyConstraint(['raw_sha256'], ['attachment_blobs.sha256'],
+                                name=op.f('fk_inbound_messages_raw_sha256_attachment_blobs')),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_messages')),
         sa.UniqueConstraint('mailbox_id', 'uidvalidity', 'uid', name='uq_inbound_messages_copy'),
     )
@@ -93,6 +96,7 @@ def upgrade():
         batch_op.create_index('ix_inbound_messages_received', ['received_at', 'id'])
         batch_op.create_index('ix_inbound_messages_message_id', ['message_id'])
         batch_op.create_index('ix_inbound_messages_sender_received', ['sender', 'received_at'])
+        batch_op.create_index('ix_inbound_messages_raw_sha256', ['raw_sha256'])
     op.create_table(
         'inbound_blocked_senders',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -101,6 +105,8 @@ def upgrade():
         sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_blocked_senders')),
         sa.UniqueConstraint('pattern', name=op.f('uq_inbound_blocked_senders_pattern')),
     )
+    with op.batch_alter_table('comments', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('author_email', sa.String(length=254), nullable=True))
     with op.batch_alter_table('email_messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('message_id', sa.String(length=255), nullable=True))
         batch_op.create_unique_constraint(batch_op.f('uq_email_messages_message_id'), ['message_id'])
@@ -114,8 +120,11 @@ def downgrade():
         batch_op.create_check_constraint(batch_op.f('ck_email_messages_status'), sa.text(OLD_STATUSES))
         batch_op.drop_constraint(batch_op.f('uq_email_messages_message_id'), type_='unique')
         batch_op.drop_column('message_id')
+    with op.batch_alter_table('comments', schema=None) as batch_op:
+        batch_op.drop_column('author_email')
     op.drop_table('inbound_blocked_senders')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbound_messages_raw_sha256')
         batch_op.drop_index('ix_inbound_messages_sender_received')
         batch_op.drop_index('ix_inbound_messages_message_id')
         batch_op.drop_index('ix_inbound_messages_received')
