@@ -31,6 +31,7 @@ from itsm.db_setup import configure_engine
 from itsm.extensions import csrf, db, login_manager, mail, migrate
 from itsm.health import bp as health_bp
 from itsm.housekeeping.routes import bp as settings_bp
+from itsm.inbound.routes import bp as mailboxes_bp
 from itsm.mail import notify, outbox, sending
 from itsm.mail.routes import bp as outbox_bp
 from itsm.mail.unsubscribe import bp as unsubscribe_bp
@@ -137,7 +138,8 @@ def register_blueprints(app: Flask) -> None:
     # Before any route exists: every <int:...> of every blueprint, rq-dashboard's too, is bounded by it.
     app.url_map.converters["int"] = DatabaseInteger
     for bp in (auth_bp, health_bp, tickets_bp, attachments_bp, recurring_bp, board_bp, admin_bp, automation_bp,
-               schedules_bp, holidays_bp, settings_bp, backups_bp, outbox_bp, unsubscribe_bp, profile_bp,
+               schedules_bp, holidays_bp, mailboxes_bp, settings_bp, backups_bp, outbox_bp, unsubscribe_bp,
+               profile_bp,
                account_bp):
         app.register_blueprint(bp)
     rq_admin.register(app)

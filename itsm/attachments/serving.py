@@ -44,7 +44,7 @@ def _byte_range(size: int, etag: str) -> tuple[int, int] | None | str:
 def response(attachment: Attachment, download: bool = False) -> Response:
     """The file itself; a safe image inline unless ``download``."""
     inline = attachment.content_type in SAFE_INLINE and not download
-    return _serve(attachment.sha256, attachment.size, attachment.content_type, attachment.filename, inline)
+    return serve_blob(attachment.sha256, attachment.size, attachment.content_type, attachment.filename, inline)
 
 
 def thumbnail_response(attachment: Attachment) -> Response | None:
@@ -53,10 +53,10 @@ def thumbnail_response(attachment: Attachment) -> Response | None:
     if blob is None:
         return None
     name = attachment.filename.rpartition(".")[0] or attachment.filename
-    return _serve(blob.sha256, blob.size, "image/webp", f"{name}.thumbnail.webp", inline=True)
+    return serve_blob(blob.sha256, blob.size, "image/webp", f"{name}.thumbnail.webp", inline=True)
 
 
-def _serve(sha256: str, size: int, content_type: str, filename: str, inline: bool) -> Response:
+def serve_blob(sha256: str, size: int, content_type: str, filename: str, inline: bool) -> Response:
     headers = _headers(sha256, filename, inline)
     if request.if_none_match.contains(sha256) or request.if_none_match.star_tag:
         return Response(status=304, headers=headers)

@@ -60,6 +60,8 @@ def seeded(app, ids):
 
     from itsm.attachments.service import attach
     from itsm.dbtypes import utcnow
+    from itsm.inbound import mailboxes
+    from itsm.inbound.models import InboundMessage
     from itsm.mail.models import EmailMessage
     from itsm.mail.preferences import unsubscribe_token
     from itsm.recurring.models import Holiday
@@ -87,10 +89,14 @@ def seeded(app, ids):
         reset_user = factories.make_user("reset.me@example.com", name="Reset Me")
         invited = invite_user(email="invited@example.com", name="Invited", role="agent",
                               actor=db.session.get(User, ids.admin))
+        mailbox = mailboxes.create(name="abuse box", host="imap.example.invalid", port=993, security="tls",
+                                   username="desk@example.com", password="secret")
+        db.session.add(InboundMessage(mailbox_id=mailbox.id, message_id="m1@example.com", uid=1, uidvalidity=1,
+                                      sender="pat@example.com", subject="Broken", outcome="failed", reason="boom"))
         attachment, = attach(ticket, [FileStorage(io.BytesIO(b"log line\n"), filename="vpn.log")],
                              db.session.get(User, ids.admin))
         db.session.commit()
-        seeds = SimpleNamespace(ticket=ticket.id, template=template.id, attachment=attachment.id,
+        seeds = SimpleNamespace(ticket=ticket.id, template=template.id, attachment=attachment.id, mailbox=mailbox.id,
                                 attachment_name=attachment.filename, holiday=holiday.id, message=message.id,
                                 run=run.id, task=task.id, reset_user=reset_user.id, invited=invited.id,
                                 column=ids.columns["Waiting"], agent=ids.agent, admin=ids.admin)
@@ -110,7 +116,7 @@ def seeded(app, ids):
 
 SAMPLES = {"ticket_id": "ticket", "user_id": "agent", "column_id": "column", "holiday_id": "holiday",
            "message_id": "message", "run_id": "run", "task_id": "task", "attachment_id": "attachment",
-           "name": "attachment_name"}
+           "mailbox_id": "mailbox", "name": "attachment_name", "blocked_id": "mailbox"}
 
 
 def page_urls(app, seeds) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ import pytest
 
 PUBLIC = {"auth.login", "auth.logout", "auth.confirm_logout", "health.healthz", "health.readyz", "static",
           "unsubscribe.unsubscribe", "account.forgot_password", "account.reset_password", "account.accept_invitation"}
-ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "backups.", "outbox.",
+ADMIN_PREFIXES = ("admin.", "automation.", "schedules.", "holidays.", "settings.", "backups.", "outbox.", "mailboxes.",
                   "rq_dashboard.")
 
 
@@ -74,7 +74,7 @@ def call(client, auth, method, url):
 def test_every_endpoint_is_classified(app):
     known = {"auth.", "health.", "tickets.", "recurring.", "board.", "admin.", "automation.", "schedules.",
              "holidays.", "settings.", "backups.", "outbox.", "unsubscribe.", "profile.", "static",
-             "rq_dashboard.", "account.", "attachments."}
+             "rq_dashboard.", "account.", "attachments.", "mailboxes."}
     for rule in app.url_map.iter_rules():
         assert rule.endpoint.startswith(tuple(known)), f"unclassified endpoint {rule.endpoint}"
 
