@@ -25,7 +25,7 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import EmailPolicy
 from email.utils import parsedate_to_datetime
-from html.parser import HTMLParser
+from html import unescape as html_unescape
 
 import inscriptis
 from mailparser_reply import EmailMessage as _ReplyParser
@@ -39,7 +39,7 @@ MAX_ID_LENGTH = 250  # longer Message-IDs are hashed: every id fits an indexed c
 MAX_REFERENCES = 100  # the thread's root and the newest ids are what a reply is matched by
 MAX_DEPTH = 40  # MIME nesting deeper than this is not looked into (no real client nests more than ~6)
 REPLY_SCAN_CHARS = 32_000  # the reply parser reads this much of the top of the text
-_REPLY_LINE_HIDDEN = 300  # longer lines are hidden from the reply parser (its per-line patterns are quadratic)
+_REPLY_LINE_HIDDEN = 160  # longer lines are hidden from the reply parser: its per-line patterns are quadratic
 _REPLY_LANGUAGES = ("en", "de", "fr", "nl", "es", "it")
 _SIGNOFF_MAX = 40  # a "Thanks, ..." line longer than this is text, not the start of a signature
 _BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
@@ -63,27 +63,30 @@ class Part:
 
 @dataclass(frozen=True)
 class Parsed:
-    message_id: str
+    """One message. Every str but ``text`` and ``reply_text`` is one line (no CR, LF or NUL), and every
+    str can be stored (no lone surrogates)."""
+
+    message_id: str  # without <>; when missing or empty "sha256-<hex>@itsm.invalid" (see _fallback_id)
     message_id_missing: bool
-    in_reply_to: tuple[str, ...]
-    references: tuple[str, ...]
-    sender: str
+    in_reply_to: tuple[str, ...]  # ids without <>
+    references: tuple[str, ...]  # at most MAX_REFERENCES: the first and the newest
+    sender: str  # the From address, lower case ("" when there is none)
     sender_name: str
-    reply_to: str | None
-    recipients: tuple[str, ...]
-    subject: str
-    clean_subject: str
-    ticket_ref: int | None
-    text: str
-    reply_text: str
-    attachments: tuple[Part, ...]
-    date: datetime | None
-    auto_reason: str | None
-    is_bounce: bool
-    bounced_message_id: str | None
-    tokens: tuple[str, ...]
-    warnings: tuple[str, ...]
-    size: int
+    reply_to: str | None  # the first Reply-To address, lower case
+    recipients: tuple[str, ...]  # To and Cc addresses, lower case, once each
+    subject: str  # decoded, one line, full length
+    clean_subject: str  # without Re:/Fwd:/AW:/... chains and ticket tags; "(no subject)" when empty
+    ticket_ref: int | None  # the number of the last ticket tag in the subject
+    text: str  # the body as text: text/plain preferred, else HTML converted; \n line ends
+    reply_text: str  # text without quoted history and signature; all of text when that leaves nothing
+    attachments: tuple[Part, ...]  # attachments and inline images; nested messages as "<subject>.eml"
+    date: datetime | None  # aware, UTC
+    auto_reason: str | None  # "auto-submitted", "precedence", "auto-reply header", "read receipt" or None
+    is_bounce: bool  # a delivery status notification, or mail from MAILER-DAEMON (postmaster: with a report)
+    bounced_message_id: str | None  # the Message-ID of the message a bounce returns, without <>
+    tokens: tuple[str, ...]  # every [ref:...] token in the text and body parts, in order, once each
+    warnings: tuple[str, ...]  # what was repaired
+    size: int  # len(raw)
 
 
 # --- text hygiene -------------------------------------------------------------------------------------
@@ -199,8 +202,6 @@ def decode_bytes(data: bytes, charset: str | None, warn=None) -> str:
 # --- header fields ------------------------------------------------------------------------------------
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,80})\?([bBqQ])\?([^?\s]*)\?=")
-
-
 _NOT_BASE64_BYTES = re.compile(rb"[^A-Za-z0-9+/]")
 
 
@@ -306,15 +307,17 @@ def mime_params(value: str, warn=None) -> tuple[str, dict[str, str]]:
 
 # The fields the MIME tree is cut by reach the standard library in a short canonical form (its own
 # parameter parsing is quadratic in a field's length); everything else is read raw by the code below.
+_NOT_TOKEN = re.compile(r"[^\x21-\x7e]")
+_MIME_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]{1,100}/[a-z0-9!#$&^_.+-]{1,100}")
 _KEPT_PARAMS = ("boundary", "charset", "report-type", "type", "start", "format", "delsp")
 
 
 @functools.lru_cache(maxsize=2048)
 def _canonical_field(name: str, value: str) -> str:
     main, params = mime_params(_UNFOLD.sub("", value))
-    main = main[:200]
+    main = _NOT_TOKEN.sub("", main)[:200]  # "\x00multipart/mixed" is still read as multipart/mixed
     if name != "content-type":
-        return main.split()[0] if main.split() else ""
+        return main
     kept = [f'{key}="{params[key][:200]}"' for key in _KEPT_PARAMS
             if key in params and '"' not in params[key] and "\\" not in params[key]]
     return "; ".join([main, *kept])
@@ -454,50 +457,51 @@ def clean_subject(subject: str, ticket_prefix: str = "#") -> tuple[str, int | No
 
 # --- bodies -------------------------------------------------------------------------------------------
 
-class _TextOnly(HTMLParser):
-    """The text of an HTML document, for when inscriptis cannot read it: no scripts, no styles."""
-
-    _SKIP = frozenset(("script", "style", "head", "title"))
-    _BREAK = frozenset(("br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre"))
-
-    def __init__(self):
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag, attrs):
-        if tag in self._SKIP:
-            self.skipping += 1
-        elif tag in self._BREAK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag):
-        if tag in self._SKIP:
-            self.skipping = max(0, self.skipping - 1)
-
-    def handle_data(self, data):
-        if not self.skipping:
-            self.parts.append(data)
+HTML_LAYOUT_CHARS = 256 * 1024  # inscriptis is superlinear in inline elements: larger HTML gets plain text
+_HIDDEN_HTML = re.compile(r"<(script|style|title|template)\b|<!--", re.IGNORECASE)
+_BLOCK_TAG = re.compile(r"<(?:br|p|div|li|tr|h[1-6]|blockquote|pre|table|hr)\b[^<>]*>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<[^<>]*>")
+_SPACES = re.compile(r"\s+")
+_LINE_SPACE = re.compile(r" *\n *")
+_BLANK_LINES = re.compile(r"\n{3,}")
 
 
-_TAG = re.compile(r"<[^>]*>")
+def _rough_text(html: str) -> str:
+    """The text of ``html`` without its markup, scripts, styles and comments (no layout); linear."""
+    lower = html.lower()
+    kept: list[str] = []
+    position = 0
+    while True:
+        match = _HIDDEN_HTML.search(html, position)
+        if match is None:
+            kept.append(html[position:])
+            break
+        kept.append(html[position:match.start()])
+        if match.group(1) is None:  # a comment
+            end = html.find("-->", match.end())
+            position = len(html) if end < 0 else end + 3
+        else:  # unclosed, it hides the rest, as in a browser
+            close = lower.find("</" + match.group(1).lower(), match.end())
+            end = html.find(">", close) if close >= 0 else -1
+            position = len(html) if end < 0 else end + 1
+    text = _BLOCK_TAG.sub("\n", _SPACES.sub(" ", "".join(kept)))
+    text = html_unescape(_ANY_TAG.sub("", text))
+    return _BLANK_LINES.sub("\n\n", _LINE_SPACE.sub("\n", text)).strip()
 
 
 def html_to_text(html: str, warn=None) -> str:
     """What a reader of ``html`` sees, as text (inscriptis); never its markup, scripts or styles."""
     html = _multi_line(html)
+    if len(html) > HTML_LAYOUT_CHARS:
+        if warn:
+            warn(f"HTML of {len(html) // 1024} KiB converted to text without its layout")
+        return _rough_text(html)
     try:
         return inscriptis.get_text(html)
-    except Exception as exc:  # lxml refuses some documents: the standard library's parser reads anything
+    except Exception as exc:  # lxml refuses some documents
         if warn:
-            warn(f"HTML not convertible by inscriptis ({type(exc).__name__}): tags stripped")
-    try:
-        reader = _TextOnly()
-        reader.feed(html)
-        reader.close()
-        return "".join(reader.parts)
-    except Exception:
-        return _TAG.sub(" ", html)
+            warn(f"HTML not convertible by inscriptis ({type(exc).__name__}): converted without its layout")
+        return _rough_text(html)
 
 
 _PLACEHOLDER_BASE = 0xF0000  # Unicode's private-use plane 15: no mail has it
@@ -644,7 +648,7 @@ class _Run:
         self.has_report_part = False
 
     def warn(self, message: str) -> None:
-        self.notes.setdefault(message)
+        self.notes.setdefault(_one_line(message)[:300])
 
     # header fields
 
@@ -696,6 +700,8 @@ class _Run:
         """The body pieces of ``part`` in order; its attachments are collected on the way."""
         self.seen.append(part)
         ctype = part.get_content_type()
+        if not _MIME_TYPE.fullmatch(ctype):
+            ctype = "application/octet-stream"  # RFC 2046: what an unreadable type is taken for
         if ctype.startswith("message/"):
             self.message_part(part, ctype)
             return []
@@ -758,8 +764,8 @@ class _Run:
             if inner is not None:
                 self.original_ids.extend(message_ids(self.first(inner, "message-id") or "", self.warn)[:1])
             subject = self.text_field(inner, "subject") if inner is not None else ""
-            name = self.filename(part) or ((subject[:200] or "message").replace("/", "-").replace("\\", "-")
-                                           + ".eml")
+            # Named by its subject (what a reader knows it by), not by a declared "ATT00001.eml".
+            name = (subject[:200] or "message").replace("/", "-").replace("\\", "-") + ".eml"
             self.attachments.append(Part(name, ctype, data, False))
             return
         self.attachments.append(Part(self.filename(part), ctype, data, False))
@@ -929,7 +935,7 @@ def parse(raw: bytes, ticket_prefix: str = "#") -> Parsed:
         except ParseError:
             raise
         except Exception as exc:  # whatever a library raises, the next way is tried
-            errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            errors.append(_one_line(f"{type(exc).__name__}: {exc}")[:200])
             continue
         if errors:
             extra = (f"malformed MIME: policy.default failed ({errors[0]}), read with compat32",)
