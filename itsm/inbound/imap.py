@@ -54,14 +54,17 @@ def connect(mailbox: Mailbox) -> IMAPClient:
     """Logged in and with the folder selected."""
     if mailbox.security == "plain" and not current_app.config["MAIL_INBOUND_ALLOW_PLAIN"]:
         raise FetchError("plain IMAP is refused (set MAIL_INBOUND_ALLOW_PLAIN=1 for a local or test server)")
+    client = None
     try:
         client = IMAPClient(mailbox.host, port=mailbox.port, ssl=mailbox.security == "tls", timeout=TIMEOUT)
         if mailbox.security == "starttls":
             client.starttls(ssl.create_default_context())
         client.login(mailbox.username, secret.unseal(mailbox.password_encrypted))
-    except secret.SecretError as err:
-        raise FetchError(str(err)) from None
-    except NETWORK_ERRORS as err:
+    except (secret.SecretError, *NETWORK_ERRORS) as err:
+        if client is not None:
+            _logout(client)
+        if isinstance(err, secret.SecretError):
+            raise FetchError(str(err)) from None
         raise FetchError(f"cannot log in to {mailbox.host}:{mailbox.port}: {_say(err)}") from None
     return client
 
@@ -84,8 +87,11 @@ def test_connection(mailbox: Mailbox) -> str:
 
 
 def _logout(client: IMAPClient) -> None:
-    with contextlib.suppress(Exception):  # the connection may be gone already
+    try:
         client.logout()
+    except Exception:  # noqa: BLE001 -- the connection is gone already: its socket must still be closed,
+        with contextlib.suppress(Exception):  # or a long-running worker leaks one per failed fetch
+            client.shutdown()
 
 
 def _pending_on_server(mailbox: Mailbox, uidvalidity: int) -> tuple[list[int], list[int]]:

@@ -265,3 +265,41 @@ def test_mailboxes_from_scripts(app, runner, imap_server, monkeypatch):
     disabled = runner.invoke(args=["mail", "mailboxes", "disable", "desk"])
     assert disabled.exit_code == 0
     assert runner.invoke(args=["mail", "fetch"]).exit_code == 1  # no enabled mailbox
+
+
+@pytest.mark.parametrize("cut_at", [0.3, 0.6, 0.9])
+def test_an_imap_connection_cut_mid_batch_loses_nothing_and_imports_nothing_twice(app, imap_server, cut_at):
+    from tests.relay import TcpRelay
+
+    relay = TcpRelay(f"imap://{imap_server.host}:{imap_server.port}", default_port=143)
+    relay.restore()
+    sent = {}
+    for n in range(20):
+        raw = mail(f"Request {n}", f"Body {n}\n" + os.urandom(20_000).hex() + "\n")
+        sent[f"Request {n}"] = raw
+        imap_server.append("desk@example.com", raw)
+    with app.app_context():
+        box = mailboxes.create(name="relayed", host=relay.host, port=relay.port, security="plain",
+                               username="desk@example.com", password="secret").id
+        relay.cut_after(int(sum(map(len, sent.values())) * cut_at))  # somewhere inside one batch's FETCH
+        first = imap.fetch(db.session.get(Mailbox, box), batch=5)
+        assert first.error is not None and first.fetched < 20
+        relay.restore()
+        second = imap.fetch(db.session.get(Mailbox, box), batch=5)
+        assert second.error is None
+        titles = sorted(db.session.scalars(sa.select(Ticket.title)))
+        assert titles == sorted(sent)  # every message once: none lost, none twice
+        rows = ledger()
+        assert len(rows) == 20 and all(r.outcome == "ticket" and r.attempts == 1 for r in rows)
+        assert all(r.done_on_server_at is not None for r in rows)
+    relay.cut()
+    assert all("\\Seen" in flags for _, flags, _ in imap_server.messages("desk@example.com"))
+
+
+def test_a_wrong_password_is_one_line_and_leaves_no_socket_open(app, imap_server):
+    with app.app_context():
+        box = mailboxes.create(name="wrong", host=imap_server.host, port=imap_server.port, security="plain",
+                               username="desk@example.com", password="not-it")
+        report = imap.fetch(box)
+        assert report.error.startswith(f"cannot log in to {imap_server.host}:{imap_server.port}:")
+        assert "\n" not in report.error
