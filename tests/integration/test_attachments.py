@@ -256,3 +256,31 @@ def test_a_multipart_body_cut_off_half_way_is_refused_and_saves_nothing(app, cli
     assert response.status_code == 400
     with app.app_context():
         assert count(Ticket) == 0 and nothing_stored()
+
+
+def test_a_range_across_a_chunk_boundary_and_a_blob_deleted_mid_download(app, client, auth, send):
+    auth.login()
+    with app.app_context():
+        tid = factories.make_ticket("Ranges").id
+    content = os.urandom(3 * 1048576 + 10)  # four chunks
+    send(f"/tickets/{tid}/comments", {"body": "file", "attachments": [upload(content, "big.bin")]})
+    with app.app_context():
+        attachment = db.session.scalar(db.select(Attachment))
+    url = f"/tickets/{tid}/attachments/{attachment.id}"
+    part = client.get(url, headers={"Range": "bytes=1048570-2097160"})
+    assert part.status_code == 206 and part.data == content[1048570:2097161]
+    assert part.headers["Content-Range"] == f"bytes 1048570-2097160/{len(content)}"
+    tail = client.get(url, headers={"Range": "bytes=-5"})
+    assert tail.status_code == 206 and tail.data == content[-5:]
+    changed = client.get(url, headers={"Range": "bytes=0-9", "If-Range": '"another"'})
+    assert changed.status_code == 200 and changed.data == content
+    streamed = client.get(url, buffered=False)
+    body = iter(streamed.response)
+    first = next(body)
+    with app.app_context():  # the file is removed and its blob cleaned up while the download runs
+        db.session.execute(db.delete(Attachment))
+        db.session.execute(db.delete(Blob))
+        db.session.commit()
+    rest = b"".join(body)
+    streamed.close()
+    assert first == content[:1048576] and rest == b""  # ended short, not padded or failed
