@@ -184,7 +184,8 @@ def _thread(parsed) -> tuple[Ticket | None, str]:
         ticket = db.session.get(Ticket, parsed.ticket_ref)
         # A subject tag anyone can type: it counts only for the requester or someone already on the ticket.
         # An agent's address alone is not enough either (From is easily forged): agents reply through a thread.
-        if ticket is not None and not ticket.is_recurring and _on_ticket(parsed.sender, ticket):
+        if ticket is not None and not ticket.is_recurring and _agent(parsed.sender) is None \
+                and _on_ticket(parsed.sender, ticket):
             return ticket, "by the subject tag"
     return None, ""
 

@@ -303,3 +303,25 @@ def test_a_wrong_password_is_one_line_and_leaves_no_socket_open(app, imap_server
         report = imap.fetch(box)
         assert report.error.startswith(f"cannot log in to {imap_server.host}:{imap_server.port}:")
         assert "\n" not in report.error
+
+
+def test_an_agent_replies_by_email_through_the_thread_but_not_by_a_subject_tag(app, imap_server, box, ids):
+    with app.app_context():
+        ticket = factories.make_ticket("Laptop", requester_email="pat@example.com")
+        tid, our_id = ticket.id, outgoing_id(ticket.id)
+    imap_server.append("desk@example.com", mail(f"Re: [#{tid}] Laptop", "Try a restart.\n",
+                                                sender="agent@example.com", In_Reply_To=our_id))
+    imap_server.append("desk@example.com", mail(f"[#{tid}] Laptop", "Closing this.\n", sender="agent@example.com"))
+    with app.app_context():
+        assert fetch(box).outcomes == {"comment": 1, "ticket": 1}
+        [reply] = db.session.scalars(sa.select(Comment).where(Comment.ticket_id == tid)).all()
+        assert (reply.author_id, reply.author_email, reply.is_public, reply.body) == (ids.agent, None, True,
+                                                                                      "Try a restart.")
+        # A public reply by the agent: mailed to the requester like one typed on the ticket page.
+        mailed = db.session.scalars(sa.select(EmailMessage).where(EmailMessage.ticket_id == tid,
+                                                                  EmailMessage.kind == "ticket_commented")).all()
+        assert [m.to_address for m in mailed] == ["pat@example.com"] and "Try a restart." in mailed[0].body_text
+        # The forged-looking one (an agent's address, only a subject tag) is a new ticket, with a warning.
+        row = ledger()[-1]
+        assert row.outcome == "ticket" and row.ticket_id != tid
+        assert "agent's" in row.reason and "which this sender is not on" in row.reason
