@@ -12,6 +12,8 @@ from werkzeug.datastructures import FileStorage
 from itsm.attachments import service as attachments
 from itsm.dbtypes import utcnow
 from itsm.extensions import db
+from itsm.inbound import mailboxes
+from itsm.inbound.models import BlockedSender, InboundMessage
 from itsm.schedules.catalog import entries
 from itsm.schedules.models import PeriodicTask
 from itsm.schedules.sync import sync
@@ -36,6 +38,8 @@ CULPRITS = """() => [...document.body.querySelectorAll('*')]
 def pages(app, ids) -> list[str]:
     """Data that makes each page show its widest content; returns every page of the app, as an admin sees it."""
     with app.app_context():
+        long_address = ("visiting.researcher.of.the.faculty.of.engineering.2026-27"
+                        "@department-of-mechanical-and-aerospace-engineering.example.org")
         long_title = "Projector in the large lecture theatre flickers after the firmware update of last week"
         ticket = factories.make_ticket(long_title, priority=4, category="Audio-visual equipment",
                                        requester_email="a.very.long.requester.address@faculty.example.org",
@@ -58,12 +62,27 @@ def pages(app, ids) -> list[str]:
                      finished_at=now, duration_seconds=1.5, error_type="CalledProcessError",
                      error_message="pg_dump: error: connection to server failed: " + "x" * 200)
         db.session.add(run)
+        # Inbound mail: a failing mailbox, a logged message and a blocked sender, each 120 characters without
+        # a space where a real one may have none.
+        box = mailboxes.create(name="helpdesk-of-the-faculty-of-mechanical-engineering",
+                               host="imap.department-of-mechanical-and-aerospace-engineering.example.org", port=993,
+                               security="tls", username=long_address, password="secret")
+        box.last_fetch_at, box.last_fetch_seconds, box.failures_in_row = now, 30.0, 2
+        box.last_error = "cannot log in to imap.example.org:993: " + "x" * 200
+        db.session.add_all([
+            InboundMessage(mailbox_id=box.id, message_id="<phone-layout@example.org>", uidvalidity=1, uid=1,
+                           sender=long_address, subject=("Invoice-" + "0123456789" * 12)[:120], outcome="ticket",
+                           reason="its subject names #4711, which this sender is not on: a new ticket instead",
+                           ticket_id=ticket.id),
+            BlockedSender(pattern=long_address)])
         db.session.commit()
-        ticket_id, template_id, run_id = ticket.id, template.id, run.id
+        ticket_id, template_id, run_id, box_id = ticket.id, template.id, run.id, box.id
     return ["/board", "/tickets", "/tickets?archived=1", f"/tickets/{ticket_id}", f"/tickets/{ticket_id}/edit",
             f"/tickets/{ticket_id}/attachments/{attachment_id}/delete",
             "/tickets/new", "/tickets?archived=recurring", f"/tickets/{template_id}",
             "/admin/users", "/admin/columns", "/admin/holidays", "/admin/settings", "/admin/outbox",
+            "/admin/mailboxes", "/admin/mailboxes/new", f"/admin/mailboxes/{box_id}/edit", "/admin/mailboxes/log",
+            f"/admin/mailboxes/{box_id}/log", f"/admin/mailboxes/{box_id}/delete",
             "/admin/backups", "/admin/schedules", "/admin/schedules/new", f"/admin/schedules/{task_id}/edit",
             f"/admin/schedules/{task_id}/history", "/admin/automation", f"/admin/automation/runs/{run_id}",
             "/profile"]
