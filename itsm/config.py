@@ -297,6 +297,9 @@ def load_config(instance_path: str, env: dict | None = None) -> dict:
     return {
         "ITSM_ENV": itsm_env,
         "ATTACHMENT_MAX_MB": attachment_mb,
+        # Each web host's copies of downloaded files, sent with sendfile (itsm.attachments.cache); 0: none.
+        "ATTACHMENT_CACHE_DIR": env.get("ATTACHMENT_CACHE_DIR") or str(instance / "attachment-cache"),
+        "ATTACHMENT_CACHE_MB": _int(env, "ATTACHMENT_CACHE_MB", 1024),
         "MAIL_TICKET_PREFIX": env.get("MAIL_TICKET_PREFIX") or "#",  # subjects carry [#123]
         "MAIL_MESSAGE_ID_DOMAIN": env.get("MAIL_MESSAGE_ID_DOMAIN") or None,  # default: BASE_URL's host
         "MAIL_INBOUND_KEY": env.get("MAIL_INBOUND_KEY") or None,

@@ -43,6 +43,7 @@ TEST_REDIS_URL = worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.
 TEST_FILES = tempfile.mkdtemp(prefix="itsm-tests-")
 atexit.register(shutil.rmtree, TEST_FILES, True)
 os.environ["BACKUP_DIR"] = os.path.join(TEST_FILES, "backups")  # the app and every process the tests start
+os.environ["ATTACHMENT_CACHE_DIR"] = os.path.join(TEST_FILES, "attachment-cache")  # likewise, per test session
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 # Nothing listens on port 1: connections are refused at once, as from a Redis that is down.
 DEAD_REDIS = "redis://127.0.0.1:1/0"
@@ -82,6 +83,9 @@ def base_config(database_url: str, **extra) -> dict:
         "TIME_ZONE": "UTC",
         "REDIS_URL": TEST_REDIS_URL,
         "JOBS_IMPORTS": ("tests.jobtasks",),
+        # The test client reads attachments from the database; tests/integration/test_attachment_cache.py and
+        # the processes the tests start (gunicorn) use the cache.
+        "ATTACHMENT_CACHE_MB": 0,
     }
     config.update(extra)
     return config

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from flask import Response, current_app, request
 from sqlalchemy import select
+from werkzeug.wsgi import wrap_file
 
 from itsm.attachments import store
+from itsm.attachments.cache import Cache
 from itsm.attachments.detect import SAFE_INLINE, served_type
 from itsm.attachments.models import Attachment, Blob
 from itsm.attachments.names import content_disposition
@@ -68,8 +70,36 @@ def serve_blob(sha256: str, size: int, content_type: str, filename: str, inline:
     if status == 206:
         headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
     headers["Content-Length"] = str(stop - start)
+    return current_app.response_class(_body(sha256, size, start, stop), status=status, headers=headers,
+                                      content_type=served_type(content_type), direct_passthrough=True)
+
+
+def _cache() -> Cache:
+    config = current_app.config
+    return Cache(config["ATTACHMENT_CACHE_DIR"], config["ATTACHMENT_CACHE_MB"] * 1048576)
+
+
+def _body(sha256: str, size: int, start: int, stop: int):
+    """From this host's copy when it has one (the whole file through the server's sendfile), else from the
+    database, keeping a copy of a whole file as it goes. Not stream_with_context: the chunks are read on
+    their own short connections, off the request."""
+    cache = _cache()
+    handle = cache.open(sha256, size)
+    if handle is not None:
+        handle.seek(start)
+        if (start, stop) == (0, size):
+            return wrap_file(request.environ, handle)  # gunicorn: sendfile(2), as for static files
+        return _file_range(handle, stop - start)
     chunk_size = db.session.scalar(select(Blob.chunk_size).where(Blob.sha256 == sha256))
-    body = store.read(sha256, start, stop, chunk_size, engine=db.engine)
-    # Not stream_with_context: the chunks are read on their own short connections, off the request.
-    return current_app.response_class(body, status=status, headers=headers, content_type=served_type(content_type),
-                                      direct_passthrough=True)
+    chunks = store.read(sha256, start, stop, chunk_size, engine=db.engine)
+    return cache.filling(sha256, size, chunks) if (start, stop) == (0, size) else chunks
+
+
+def _file_range(handle, length: int):
+    with handle:
+        while length > 0:
+            data = handle.read(min(length, 1 << 20))
+            if not data:
+                return
+            length -= len(data)
+            yield data
