@@ -56,7 +56,7 @@ lint: install-dev
 	$(BIN)/lint-imports
 
 # Every bench/ script, each rewriting its own section of bench/RESULTS.md; fails if any target is missed.
-BENCHES := desk jobs schedules recurring archive backup outbox dashboard attachments
+BENCHES := desk jobs schedules recurring archive backup outbox dashboard attachments inbound
 bench: install-dev
 	@failed=""; for b in $(BENCHES); do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py --write-results || failed="$$failed $$b"; \

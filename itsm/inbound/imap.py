@@ -1,9 +1,10 @@
 """Fetching a mailbox over IMAP (IMAPClient): incrementally by UID, UIDVALIDITY checked, in batches.
 
-Each message is recorded and acted on (``intake.receive``, one transaction) before the server is told
-anything; only then is it flagged \\Seen or moved. A crash in between leaves a ledger row without
-``done_on_server_at``: the next fetch finds the row, does nothing again, and only flags or moves. The
-\\Seen flag is never read: people read the mailbox on their phones.
+Each message is recorded and acted on (``intake.receive``, a savepoint each) in its batch's transaction,
+committed once per batch before the server is told anything; only then are the batch's messages flagged
+\\Seen or moved. A crash before the commit leaves nothing of the batch: it is fetched again. A crash
+after it leaves ledger rows without ``done_on_server_at``: the next fetch finds them, does nothing again,
+and only flags or moves. The \\Seen flag is never read: people read the mailbox on their phones.
 """
 
 from __future__ import annotations
@@ -170,7 +171,8 @@ def _fetch(client: IMAPClient, mailbox: Mailbox, report: Report, dry_run: bool, 
             raw = bodies.get(uid, {}).get(b"BODY[]")
             if raw is None:
                 continue  # expunged meanwhile
-            result = intake.receive(raw, mailbox, uid=uid, uidvalidity=uidvalidity, dry_run=dry_run)
+            result = intake.receive(raw, mailbox, uid=uid, uidvalidity=uidvalidity, dry_run=dry_run,
+                                    batched=not dry_run)
             if not result.already:  # a copy the ledger has: nothing done again, only the flag is due
                 report.fetched += 1
                 report.count(result.outcome)
@@ -178,7 +180,7 @@ def _fetch(client: IMAPClient, mailbox: Mailbox, report: Report, dry_run: bool, 
                 done.append(uid)
         if not dry_run:
             mailbox.last_uid = max([mailbox.last_uid, *chunk])
-            db.session.commit()
+            db.session.commit()  # the batch's messages, all at once
             report.flagged += _done_on_server(client, mailbox, done, uidvalidity)
 
 

@@ -59,32 +59,64 @@ def _result(row: InboundMessage, already: bool = False) -> Result:
     return Result(row.id, row.outcome, row.reason, row.ticket_id, row.comment_id, already)
 
 
+class _Step:
+    """How one message's work is kept or undone: in a transaction of its own (commit, rollback), or, in a
+    fetch's batch, in a savepoint of the batch's transaction, which the fetch commits once for the batch: one
+    message that fails is undone alone, and a batch costs one durable commit instead of one per message."""
+
+    def __init__(self, batched: bool) -> None:
+        self.savepoint = db.session.begin_nested() if batched else None
+
+    def undo(self) -> None:
+        """Back to before this message, ready to write again."""
+        if self.savepoint is None:
+            db.session.rollback()
+        else:
+            self.savepoint.rollback()
+            self.savepoint = db.session.begin_nested()
+
+    def keep(self) -> None:
+        if self.savepoint is None:
+            db.session.commit()
+        else:
+            self.savepoint.commit()  # RELEASE: kept if the batch commits
+
+    def drop(self) -> None:
+        if self.savepoint is None:
+            db.session.rollback()
+        else:
+            self.savepoint.rollback()
+
+
 def receive(raw: bytes, mailbox: Mailbox | None, *, uid: int | None = None, uidvalidity: int | None = None,
-            dry_run: bool = False) -> Result:
-    """Record and act on one message; commits. Raises only when the database cannot record anything
-    (the caller leaves the message where it is: it is tried again)."""
+            dry_run: bool = False, batched: bool = False) -> Result:
+    """Record and act on one message; commits, unless ``batched``: then the caller commits (a fetch, once per
+    batch, before it tells the server anything). Raises only when the database cannot record anything (the
+    caller leaves the message where it is: it is tried again)."""
     existing = copy_of(mailbox, uidvalidity, uid)
     if existing is not None and (existing.outcome != "error" or existing.attempts >= MAX_ATTEMPTS):
         return _result(existing, already=True)
+    step = _Step(batched)
     try:
         parsed = parsing.parse(raw, current_app.config["MAIL_TICKET_PREFIX"])
     except parsing.ParseError as err:
-        return _record_failure(raw, mailbox, uid, uidvalidity, existing, f"cannot be parsed: {err}", permanent=True)
+        return _record_failure(raw, mailbox, uid, uidvalidity, existing, f"cannot be parsed: {err}", step,
+                               permanent=True)
     try:
         row = _decide(raw, parsed, mailbox, uid, uidvalidity, existing, dry_run)
     except IntegrityError:
-        db.session.rollback()  # the same message acted on meanwhile (another worker, the pipe)
+        step.undo()  # the same message acted on meanwhile (another worker, the pipe)
         existing = copy_of(mailbox, uidvalidity, uid)
         row = _decide(raw, parsed, mailbox, uid, uidvalidity, existing, dry_run)
     except Exception as err:  # noqa: BLE001 -- recorded with its reason; the next fetch tries again
-        db.session.rollback()
+        step.undo()
         log.exception("inbound message %s could not be processed", parsed.message_id)
         return _record_failure(raw, mailbox, uid, uidvalidity, copy_of(mailbox, uidvalidity, uid),
-                               f"{type(err).__name__}: {err}"[:500], parsed=parsed)
+                               f"{type(err).__name__}: {err}"[:500], step, parsed=parsed)
     if dry_run:
-        db.session.rollback()
+        step.drop()
         return _result(row)
-    db.session.commit()
+    step.keep()
     return _result(row)
 
 
@@ -102,7 +134,8 @@ def _ledger(raw: bytes, parsed, mailbox, uid, uidvalidity, existing) -> InboundM
     return row
 
 
-def _record_failure(raw, mailbox, uid, uidvalidity, existing, reason, *, permanent=False, parsed=None):
+def _record_failure(raw, mailbox, uid, uidvalidity, existing, reason, step: _Step, *, permanent=False,
+                    parsed=None):
     """An error, tried again on the next fetch; failed once it was tried MAX_ATTEMPTS times (or can
     never work): left in the mailbox for an admin, with a Reprocess button."""
     row = existing or InboundMessage(mailbox_id=mailbox.id if mailbox else None, uid=uid, uidvalidity=uidvalidity,
@@ -116,7 +149,7 @@ def _record_failure(raw, mailbox, uid, uidvalidity, existing, reason, *, permane
     row.outcome = "failed" if permanent or row.attempts >= MAX_ATTEMPTS else "error"
     row.reason = reason
     db.session.add(row)
-    db.session.commit()
+    step.keep()
     return _result(row)
 
 

@@ -62,20 +62,38 @@ def queue_email(kind: str, to: str, subject: str, template: str, *, ticket_id: i
 
 
 def _after_flush(session, _context) -> None:
-    # Ids exist from the flush on; after the commit the objects are expired and must not be touched.
+    # Ids exist from the flush on; after the commit the objects are expired and must not be touched. Each
+    # with the savepoint it was written in (None: none), which takes it along if it is rolled back.
     new = session.info.get(_PENDING_KEY)
     if new:
-        session.info.setdefault(_IDS_KEY, []).extend(m.id for m in new if m.id is not None)
+        savepoint = session.get_nested_transaction()
+        session.info.setdefault(_IDS_KEY, []).extend((m.id, savepoint) for m in new if m.id is not None)
         new.clear()
 
 
 def _after_commit(session) -> None:
+    if session.in_nested_transaction():
+        return  # a savepoint released (SQLAlchemy calls that a commit too): its rows are not committed yet
     session.info.pop(_PENDING_KEY, None)
-    enqueue(session.info.pop(_IDS_KEY, []))
+    enqueue([row_id for row_id, _ in session.info.pop(_IDS_KEY, [])])
 
 
-def _after_rollback(session, _previous_transaction) -> None:
+def _within(savepoint, undone) -> bool:
+    while savepoint is not None:
+        if savepoint is undone:
+            return True
+        savepoint = savepoint.parent
+    return False
+
+
+def _after_rollback(session, previous_transaction) -> None:
+    # Rows added since are gone either way (begin_nested flushed what came before a savepoint).
     session.info.pop(_PENDING_KEY, None)
+    if previous_transaction.nested:  # a savepoint (one message of an inbound batch): the rest still commits
+        written = session.info.get(_IDS_KEY)
+        if written:
+            session.info[_IDS_KEY] = [(row_id, sp) for row_id, sp in written if not _within(sp, previous_transaction)]
+        return
     session.info.pop(_IDS_KEY, None)
 
 

@@ -207,6 +207,47 @@ def test_a_reply_to_a_done_ticket_reopens_it_and_the_cap_stops_a_runaway_sender(
         assert ledger()[-1].reason.startswith("over the cap: 2 new tickets an hour from robot@example.net")
 
 
+def test_a_message_that_fails_is_undone_alone_and_the_rest_of_its_batch_commits_with_its_emails(app, imap_server, box,
+                                                                                                 monkeypatch):
+    from itsm.mail import outbox
+
+    queued = []
+
+    def queue_sends(ids):  # only committed rows may be handed to a worker: it would find nothing else
+        with db.engine.connect() as other:
+            committed = other.scalars(sa.select(EmailMessage.id).where(EmailMessage.id.in_(ids))).all()
+        assert sorted(committed) == sorted(ids), "a send job queued before its row was committed"
+        queued.extend(ids)
+
+    monkeypatch.setattr(outbox, "queue_sends", queue_sends)
+    real_keep_raw = intake._keep_raw
+
+    def keep_raw(row, raw):  # after its ticket and "we received your request" email were written
+        if row.subject == "Broken":
+            raise RuntimeError("the store is full")
+        real_keep_raw(row, raw)
+
+    monkeypatch.setattr(intake, "_keep_raw", keep_raw)
+    for n, subject in enumerate(["First", "Broken", "Third"]):
+        imap_server.append("desk@example.com", mail(subject, sender=f"user{n}@example.com"))
+    with app.app_context():
+        assert fetch(box).outcomes == {"ticket": 2, "error": 1}
+        assert sorted(db.session.scalars(sa.select(Ticket.title))) == ["First", "Third"]
+        first, broken, third = ledger()
+        assert (broken.outcome, broken.attempts, broken.ticket_id, broken.done_on_server_at) == ("error", 1, None, None)
+        assert "RuntimeError: the store is full" in broken.reason
+        assert first.done_on_server_at and third.done_on_server_at
+        emails = db.session.scalars(sa.select(EmailMessage.id).order_by(EmailMessage.id)).all()
+        # The batch's emails, once: none lost with the failed message's savepoint, none of its own left over.
+        assert len(emails) == 2 and sorted(queued) == emails
+    assert [flags for _, flags, _ in imap_server.messages("desk@example.com")] == [("\\Seen",), (), ("\\Seen",)]
+    monkeypatch.setattr(intake, "_keep_raw", real_keep_raw)
+    with app.app_context():  # tried again on the next fetch
+        assert fetch(box).outcomes == {"ticket": 1}
+        assert ledger()[1].attempts == 2 and ledger()[1].outcome == "ticket"
+    assert all("\\Seen" in flags for _, flags, _ in imap_server.messages("desk@example.com"))
+
+
 def test_a_server_that_is_down_is_an_error_on_the_mailbox_alerted_once_then_recovered(app, imap_server, box):
     imap_server.append("desk@example.com", mail())
     imap_server.stop()
