@@ -356,10 +356,11 @@ def test_the_same_new_file_uploaded_twice_at_once_is_stored_once(app, ids, procs
         print(f"round {round_}: {[round(ended - started, 3) for _, started, ended in sent]}s, blobs {blobs}, "
               f"chunks {chunks}")
     assert (lost, duplicated) == (0, 0)
-    # Each round's two uploads were answered by the two workers, one each (a round's pair is consecutive).
+    # The uploads ran side by side: in some round the two workers answered one each (a round's pair is
+    # consecutive). Not in every round: a sync worker still busy leaves both uploads to the other.
     served = re.findall(r'^<(\d+)> "POST /tickets/\d+/comments HTTP/1.1" 302$', procs.logs(), re.MULTILINE)
     assert len(served) == 2 * ROUNDS, served
-    assert all(served[n] != served[n + 1] for n in range(0, len(served), 2)), served
+    assert any(served[n] != served[n + 1] for n in range(0, len(served), 2)), served
     assert stored(app) == {"tickets": 2, "attachments": 2 * ROUNDS, "blobs": ROUNDS, "chunks": 5 * ROUNDS}
     assert_clean_log(procs)
 
