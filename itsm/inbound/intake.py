@@ -120,24 +120,8 @@ def receive(raw: bytes, mailbox: Mailbox | None, *, uid: int | None = None, uidv
     return _result(row)
 
 
-def _ledger(raw: bytes, parsed, mailbox, uid, uidvalidity, existing) -> InboundMessage:
-    row = existing or InboundMessage(mailbox_id=mailbox.id if mailbox else None, uid=uid, uidvalidity=uidvalidity,
-                                     attempts=0)
-    row.message_id = parsed.message_id[:255]
-    row.sender = parsed.sender[:254]
-    row.subject = parsed.subject[:255]
-    row.size = len(raw)
-    row.received_at = utcnow()
-    row.attempts += 1
-    row.outcome, row.reason = "error", "being processed"  # until decided, in this same transaction
-    db.session.add(row)
-    return row
-
-
-def _record_failure(raw, mailbox, uid, uidvalidity, existing, reason, step: _Step, *, permanent=False,
-                    parsed=None):
-    """An error, tried again on the next fetch; failed once it was tried MAX_ATTEMPTS times (or can
-    never work): left in the mailbox for an admin, with a Reprocess button."""
+def _attempt(raw: bytes, parsed, mailbox, uid, uidvalidity, existing) -> InboundMessage:
+    """The copy's ledger row (new, or the one an earlier try left), counting this try."""
     row = existing or InboundMessage(mailbox_id=mailbox.id if mailbox else None, uid=uid, uidvalidity=uidvalidity,
                                      attempts=0)
     row.message_id = (parsed.message_id if parsed else row.message_id or _fallback_id(raw))[:255]
@@ -146,9 +130,23 @@ def _record_failure(raw, mailbox, uid, uidvalidity, existing, reason, step: _Ste
     row.size = len(raw)
     row.received_at = utcnow()
     row.attempts += 1
+    db.session.add(row)
+    return row
+
+
+def _ledger(raw: bytes, parsed, mailbox, uid, uidvalidity, existing) -> InboundMessage:
+    row = _attempt(raw, parsed, mailbox, uid, uidvalidity, existing)
+    row.outcome, row.reason = "error", "being processed"  # until decided, in this same transaction
+    return row
+
+
+def _record_failure(raw, mailbox, uid, uidvalidity, existing, reason, step: _Step, *, permanent=False,
+                    parsed=None):
+    """An error, tried again on the next fetch; failed once it was tried MAX_ATTEMPTS times (or can
+    never work): left in the mailbox for an admin, with a Reprocess button."""
+    row = _attempt(raw, parsed, mailbox, uid, uidvalidity, existing)
     row.outcome = "failed" if permanent or row.attempts >= MAX_ATTEMPTS else "error"
     row.reason = reason
-    db.session.add(row)
     step.keep()
     return _result(row)
 
@@ -203,7 +201,7 @@ def _on_ticket(address: str, ticket: Ticket) -> bool:
         InboundMessage.outcome.in_(ACTED))) > 0
 
 
-def _thread(parsed) -> tuple[Ticket | None, str]:
+def _thread(parsed, sender_agent: User | None) -> tuple[Ticket | None, str]:
     """The ticket a reply belongs to, and how it was found."""
     ticket = _ticket_by_ids([*parsed.in_reply_to, *reversed(parsed.references)])
     if ticket is not None:
@@ -217,7 +215,7 @@ def _thread(parsed) -> tuple[Ticket | None, str]:
         ticket = db.session.get(Ticket, parsed.ticket_ref)
         # A subject tag anyone can type: it counts only for the requester or someone already on the ticket.
         # An agent's address alone is not enough either (From is easily forged): agents reply through a thread.
-        if ticket is not None and not ticket.is_recurring and _agent(parsed.sender) is None \
+        if ticket is not None and not ticket.is_recurring and sender_agent is None \
                 and _on_ticket(parsed.sender, ticket):
             return ticket, "by the subject tag"
     return None, ""
@@ -282,8 +280,9 @@ def _decide(raw, parsed, mailbox, uid, uidvalidity, existing, dry_run) -> Inboun
         InboundMessage.message_id == row.message_id, InboundMessage.outcome.in_(ACTED), InboundMessage.id != row.id))
     if first is not None:
         return _set(row, "ignored", f"duplicate of a message already on #{first.ticket_id}", first.ticket_id)
-    ticket, how = _thread(parsed)
-    agent = _agent(parsed.sender) if ticket is not None and how != "by the subject tag" else None
+    sender_agent = _agent(parsed.sender)  # looked up once: the thread, the author and the warning need it
+    ticket, how = _thread(parsed, sender_agent)
+    agent = sender_agent if ticket is not None and how != "by the subject tag" else None
     followed = None
     if ticket is not None and mailbox is not None and mailbox.on_closed_reply == "new" and _closed(ticket):
         ticket, followed = None, ticket
@@ -307,7 +306,7 @@ def _decide(raw, parsed, mailbox, uid, uidvalidity, existing, dry_run) -> Inboun
     if column is None:
         raise RuntimeError("the board has no columns to open a ticket in")
     warning = ""
-    if _agent(parsed.sender) is not None:
+    if sender_agent is not None:
         warning = "the sender's address is an agent's: recorded as the requester, with no agent's rights"
     ticket = tickets.create_ticket(
         actor=None, column=column, title=parsed.clean_subject[:200], description=parsed.text[:DESCRIPTION_MAX],
