@@ -167,15 +167,20 @@ def _render_form(form: TicketForm, ticket: Ticket | None) -> str:
                            categories=categories.known())
 
 
+def _new_ticket_defaults(form: TicketForm) -> None:
+    """What an empty new-ticket form starts with: the board's first column, the site's zone, a start time."""
+    first = first_column()
+    form.column_id.data = first.id if first else None
+    form.recurrence_time_zone.data = recurrence_forms.default_time_zone()
+    form.next_occurrence.data = recurrence_forms.suggested_start(utcnow(), form.recurrence_time_zone.data)
+
+
 @bp.route("/new", methods=["GET", "POST"])
 def new():
     form = TicketForm()
     form.fill_choices()
     if request.method == "GET":
-        first = first_column()
-        form.column_id.data = first.id if first else None
-        form.recurrence_time_zone.data = recurrence_forms.default_time_zone()
-        form.next_occurrence.data = recurrence_forms.suggested_start(utcnow(), form.recurrence_time_zone.data)
+        _new_ticket_defaults(form)
     valid = form.validate_on_submit()
     if valid and "preview" not in request.form:
         column = db.session.get(BoardColumn, form.column_id.data)
@@ -220,9 +225,7 @@ def _request_too_large(message: str):
         del form.column_id
         recurrence_forms.fill_from(form, ticket)
     elif ticket is None:
-        first = first_column()
-        form.column_id.data = first.id if first else None
-        form.recurrence_time_zone.data = recurrence_forms.default_time_zone()
+        _new_ticket_defaults(form)
     form.attachments.errors = [message]
     return _render_form(form, ticket), 413
 
